@@ -1,0 +1,160 @@
+"""The kernel registry: every op has named implementations, chosen per call site.
+
+An op (``"conv2d"``) has one *validator*, shared by all its implementations, and any
+number of implementations (``"reference"``, ``"fast"``, a contributor's own), each a pure
+pair::
+
+    y, ctx = forward(x, *params, **config)
+    grads  = backward(grad_y, ctx)        # grad for x, then one per param
+
+``get(op)`` returns a :class:`Kernel` whose ``forward`` runs the op's validator first, so
+every implementation (a plugin's too) sees only inputs the op accepts and bad input gets
+refcnn's own error, never a traceback from inside the math. ``backward`` checks that
+``grad_y`` has the shape and dtype of ``y``.
+
+Which implementation ``get`` picks, in order: the ``impl`` argument, the innermost
+``use(...)`` block of this thread, the global default (``set_default``), ``"fast"`` if
+registered, else the first one registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Forward = Callable[..., tuple[Any, Any]]
+Backward = Callable[[Any, Any], tuple[Any, ...]]
+Validator = Callable[..., None]
+
+_impls: dict[str, dict[str, tuple[Forward, Backward]]] = {}
+_validators: dict[str, Validator] = {}
+_defaults: dict[str, str] = {}
+_local = threading.local()
+
+
+class Saved:
+    """What a Kernel's forward hands to its backward: the implementation's own ctx plus
+    the output's shape and dtype, to check ``grad_y`` against. Attribute access falls
+    through to the implementation's ctx, so ``ctx.indices`` works for max_pool2d."""
+
+    __slots__ = ("inner", "shape", "dtype")
+
+    def __init__(self, inner: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.inner = inner
+        self.shape = shape
+        self.dtype = dtype
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One implementation of one op, with the op's validation in front of it."""
+
+    op: str
+    name: str
+    forward_impl: Forward
+    backward_impl: Backward
+
+    def forward(self, *args: Any, **config: Any) -> tuple[Any, Saved]:
+        validator = _validators.get(self.op)
+        if validator is not None:
+            validator(*args, **config)
+        y, ctx = self.forward_impl(*args, **config)
+        return y, Saved(ctx, np.shape(y), np.asarray(y).dtype)
+
+    def backward(self, grad_y: Any, ctx: Saved) -> tuple[Any, ...]:
+        if not isinstance(ctx, Saved):
+            raise TypeError(f"{self.op} backward expects the ctx its forward returned, got {type(ctx).__name__}")
+        grad_y = np.asarray(grad_y)
+        if grad_y.shape != ctx.shape:
+            raise ValueError(f"{self.op} backward expected grad_y of shape {ctx.shape} (the output's), got {grad_y.shape}")
+        if grad_y.dtype != ctx.dtype:
+            raise TypeError(f"{self.op} backward expected grad_y of dtype {ctx.dtype} (the output's), got {grad_y.dtype}")
+        return tuple(self.backward_impl(grad_y, ctx.inner))
+
+
+def set_validator(op: str, validator: Validator) -> None:
+    """Install the op's argument check, run before every implementation's forward."""
+    _validators[op] = validator
+
+
+def register(op: str, impl: str, forward: Forward, backward: Backward) -> None:
+    """Add (or replace) implementation ``impl`` of ``op``."""
+    if not callable(forward) or not callable(backward):
+        raise TypeError(f"register({op!r}, {impl!r}): forward and backward must be callable")
+    _impls.setdefault(op, {})[impl] = (forward, backward)
+
+
+def unregister(op: str, impl: str) -> None:
+    """Remove an implementation (used by tests that register mutants)."""
+    available(op)
+    if impl not in _impls[op]:
+        raise KeyError(f"op {op!r} has no implementation {impl!r}; available: {available(op)}")
+    del _impls[op][impl]
+    if _defaults.get(op) == impl:
+        del _defaults[op]
+
+
+def ops() -> list[str]:
+    """Every op with at least one implementation, sorted."""
+    return sorted(op for op, impls in _impls.items() if impls)
+
+
+def available(op: str) -> list[str]:
+    """The implementation names registered for ``op``, sorted."""
+    if op not in _impls:
+        raise KeyError(f"unknown op {op!r}; known ops: {ops()}")
+    return sorted(_impls[op])
+
+
+def _stack() -> list[dict[str, str]]:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack  # type: ignore[no-any-return]
+
+
+def _check_choice(op: str, impl: str) -> None:
+    if impl not in available(op):
+        raise KeyError(f"op {op!r} has no implementation {impl!r}; available: {available(op)}")
+
+
+def get(op: str, impl: str | None = None) -> Kernel:
+    """The implementation of ``op`` in force here (see the module docstring)."""
+    names = available(op)
+    if impl is None:
+        for frame in reversed(_stack()):
+            if op in frame:
+                impl = frame[op]
+                break
+    if impl is None:
+        impl = _defaults.get(op) or ("fast" if "fast" in names else names[0])
+    _check_choice(op, impl)
+    forward, backward = _impls[op][impl]
+    return Kernel(op, impl, forward, backward)
+
+
+@contextlib.contextmanager
+def use(**choices: str) -> Iterator[None]:
+    """``with kernels.use(conv2d="reference"): ...`` picks implementations in this thread
+    for the block; blocks nest, the innermost wins."""
+    for op, impl in choices.items():
+        _check_choice(op, impl)
+    stack = _stack()
+    stack.append(dict(choices))
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def set_default(op: str, impl: str) -> None:
+    """Make ``impl`` the implementation of ``op`` wherever no ``use`` block says otherwise."""
+    _check_choice(op, impl)
+    _defaults[op] = impl

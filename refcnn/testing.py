@@ -1,0 +1,114 @@
+"""The tolerance policy: one rule for every comparison refcnn's tests and conformance make.
+
+Every output element y is (up to a final elementwise map) a sum of n products. Computed in
+floating point with unit roundoff eps, in any order, with or without FMA, Higham's bound
+(Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 3.5) gives
+
+    |fl(y) - y| <= gamma(n, eps) * S,    gamma(n, eps) = n*eps / (1 - n*eps),
+
+where S is the same sum over the absolute values of the terms: the op applied to |inputs|.
+Underflow adds at most eta (the smallest subnormal) per operation, n*eta in all. Two
+results that each obey the bound differ by at most twice it, so
+
+    allowed(y) = K * (gamma(n, eps) * S + n * eta),   K = 2,
+
+with eps, eta of the dtype under test. K is one constant for every op and check.
+The reference is PyTorch in float64 on the same (upcast) inputs; the unit tests use
+refcnn's own float64 reference implementation the same way. Ops that are not a sum of
+products state their n and S in the same form where they are checked (elementwise maps:
+n = 1 and S = |y|, with a small n counting the correctly rounded steps of the map).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+K = 2.0
+
+POLICY = (
+    "allowed |refcnn - torch_float64| per element = K * (gamma(n, eps) * S + n * eta), "
+    "gamma(n, eps) = n*eps/(1 - n*eps) (Higham's bound for a sum of n products), "
+    "eps = unit roundoff of the dtype under test (2**-24 float32, 2**-53 float64), "
+    "eta = its smallest subnormal (underflow floor), n = that element's reduction length, "
+    "S = the op applied to the absolute values of its inputs, computed in float64; "
+    f"K = {K:g}, one constant for every op and check (two results each within the bound "
+    "differ by at most twice it)."
+)
+
+
+def unit_roundoff(dtype: Any) -> float:
+    """eps: half the machine epsilon (2**-24 for float32, 2**-53 for float64)."""
+    return float(np.finfo(dtype).eps) / 2.0
+
+
+def gamma(n: Any, eps: float) -> np.ndarray:
+    """Higham's gamma_n = n*eps / (1 - n*eps), elementwise over an array of n."""
+    n = np.asarray(n, dtype=np.float64)
+    if np.any(n * eps >= 1):
+        raise ValueError(f"gamma(n, eps) needs n*eps < 1, got max n={n.max():g}, eps={eps:g}")
+    return n * eps / (1.0 - n * eps)
+
+
+def allowed_error(n: Any, S: Any, dtype: Any) -> np.ndarray:
+    """The per-element bound K * (gamma(n, eps) * S + n * eta) for results of ``dtype``."""
+    eps = unit_roundoff(dtype)
+    eta = float(np.finfo(dtype).smallest_subnormal)
+    n = np.asarray(n, dtype=np.float64)
+    return K * (gamma(n, eps) * np.abs(np.asarray(S, dtype=np.float64)) + n * eta)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How far ``actual`` is from ``expected``, measured against the policy's bound."""
+
+    worst_abs_err: float
+    worst_ratio: float
+    worst_index: tuple[int, ...] | None
+    shape_ok: bool
+    finite_ok: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.shape_ok and self.finite_ok and self.worst_ratio <= 1.0
+
+    def describe(self) -> str:
+        if not self.shape_ok:
+            return "shapes differ"
+        if not self.finite_ok:
+            return "non-finite values where the expected result is finite (or differ in nan/inf)"
+        return f"worst |err| {self.worst_abs_err:.3g} = {self.worst_ratio:.3g} x bound at {self.worst_index}"
+
+
+def compare(actual: Any, expected: Any, n: Any, S: Any, dtype: Any) -> Comparison:
+    """Compare elementwise against ``allowed_error(n, S, dtype)``.
+
+    ``expected`` is the float64 reference; ``n`` and ``S`` broadcast against it.
+    Elements where both are the same infinity (or both nan) count as equal.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return Comparison(float("inf"), float("inf"), None, False, True)
+    same_nonfinite = (a == e) | (np.isnan(a) & np.isnan(e))
+    finite_e = np.isfinite(e)
+    if np.any(~finite_e & ~same_nonfinite) or np.any(finite_e & ~np.isfinite(a)):
+        return Comparison(float("inf"), float("inf"), None, True, False)
+    err = np.where(finite_e, np.abs(a - np.where(finite_e, e, 0.0)), 0.0)
+    bound = np.broadcast_to(allowed_error(n, S, dtype), e.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(err == 0, 0.0, err / bound)
+    if ratio.size == 0:
+        return Comparison(0.0, 0.0, None, True, True)
+    flat = int(np.argmax(ratio))
+    index = tuple(int(i) for i in np.unravel_index(flat, ratio.shape))
+    return Comparison(float(err.max()), float(ratio.flat[flat]), index, True, True)
+
+
+def assert_close(actual: Any, expected: Any, n: Any, S: Any, dtype: Any, what: str = "") -> None:
+    """Raise AssertionError, saying where and by how much, if ``compare`` fails."""
+    result = compare(actual, expected, n, S, dtype)
+    if not result.passed:
+        raise AssertionError(f"{what}: {result.describe()} ({np.dtype(dtype)}; {POLICY})")
