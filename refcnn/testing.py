@@ -112,3 +112,50 @@ def assert_close(actual: Any, expected: Any, n: Any, S: Any, dtype: Any, what: s
     result = compare(actual, expected, n, S, dtype)
     if not result.passed:
         raise AssertionError(f"{what}: {result.describe()} ({np.dtype(dtype)}; {POLICY})")
+
+
+# ---- finite differences (float64 only; need no PyTorch) -----------------------------------
+FD_STEP = 1e-6
+FD_TOL = 1e-6
+
+FD_POLICY = (
+    f"finite differences: central, float64, step h = {FD_STEP:g} on one element at a time; "
+    f"|numerical - analytic| <= {FD_TOL:g} * (1 + max |analytic|) (rounding eps*|L|/h ~ 1e-10 "
+    "and truncation h**2*|f'''| ~ 1e-12 for unit-scale inputs, with margin for the scale of L)."
+)
+
+
+def numerical_gradient(loss: Any, x: np.ndarray, h: float = FD_STEP) -> np.ndarray:
+    """Central differences of the scalar ``loss()`` w.r.t. every element of ``x``, which is
+    perturbed in place and restored. ``x`` must be float64."""
+    if x.dtype != np.float64:
+        raise TypeError(f"finite differences run in float64 only, got {x.dtype}")
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("numerical_gradient needs a contiguous array to perturb in place")
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = float(loss())
+        flat[i] = old - h
+        down = float(loss())
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * h)
+    return grad
+
+
+def assert_gradient(loss: Any, x: np.ndarray, analytic: np.ndarray, what: str = "") -> None:
+    """Check ``analytic`` = d loss()/dx against central differences under FD_POLICY."""
+    numeric = numerical_gradient(loss, x)
+    analytic = np.asarray(analytic, dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        raise AssertionError(f"{what}: gradient shape {analytic.shape}, expected {numeric.shape}")
+    allowed = FD_TOL * (1.0 + (float(np.abs(analytic).max()) if analytic.size else 0.0))
+    err = np.abs(numeric - analytic)
+    if err.size and err.max() > allowed:
+        at = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape))
+        raise AssertionError(
+            f"{what}: finite differences differ by {err.max():.3g} > {allowed:.3g} at {at} "
+            f"(numerical {numeric[at]:.10g}, analytic {analytic[at]:.10g}); {FD_POLICY}"
+        )
