@@ -79,7 +79,9 @@ def train_main(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or Path("runs") / f"{args.model}.safetensors"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     io.save(model.state_dict(), checkpoint)
-    print(f"test accuracy {history[-1].test_accuracy:.4f} on {len(y_test)} images after {args.epochs} epochs ({total:.1f} s)")
+    print(
+        f"test accuracy {history[-1].test_accuracy:.4f} on {len(y_test)} images after {args.epochs} epochs ({total:.1f} s)"
+    )
     print(f"checkpoint: {checkpoint} (loads in PyTorch with safetensors.torch.load_file)")
     if args.plot is not None:
         from .plots import write_training_plots

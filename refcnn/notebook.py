@@ -31,7 +31,7 @@ class Conv2D:
 
     def forward(self, x):
         self.x = x
-        N, C, H, W = x.shape
+        N, _C, H, W = x.shape
         F, k, s = self.W.shape[0], self.k, self.stride
         Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
         out = np.zeros((N, F, Ho, Wo))

@@ -42,7 +42,7 @@ class Saved:
     the output's shape and dtype, to check ``grad_y`` against. Attribute access falls
     through to the implementation's ctx, so ``ctx.indices`` works for max_pool2d."""
 
-    __slots__ = ("inner", "shape", "dtype")
+    __slots__ = ("dtype", "inner", "shape")
 
     def __init__(self, inner: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.inner = inner
@@ -74,9 +74,13 @@ class Kernel:
             raise TypeError(f"{self.op} backward expects the ctx its forward returned, got {type(ctx).__name__}")
         grad_y = np.asarray(grad_y)
         if grad_y.shape != ctx.shape:
-            raise ValueError(f"{self.op} backward expected grad_y of shape {ctx.shape} (the output's), got {grad_y.shape}")
+            raise ValueError(
+                f"{self.op} backward expected grad_y of shape {ctx.shape} (the output's), got {grad_y.shape}"
+            )
         if grad_y.dtype != ctx.dtype:
-            raise TypeError(f"{self.op} backward expected grad_y of dtype {ctx.dtype} (the output's), got {grad_y.dtype}")
+            raise TypeError(
+                f"{self.op} backward expected grad_y of dtype {ctx.dtype} (the output's), got {grad_y.dtype}"
+            )
         return tuple(self.backward_impl(grad_y, ctx.inner))
 
 

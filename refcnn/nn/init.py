@@ -9,7 +9,7 @@ fan_in = in * prod(k) and fan_out = out * prod(k).
 from __future__ import annotations
 
 import math
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -63,7 +63,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 def calculate_fan_in_and_fan_out(tensor: np.ndarray | Parameter) -> tuple[int, int]:
     shape = _array(tensor).shape
     if len(shape) < 2:
-        raise ValueError(f"Fan in and fan out can not be computed for an array of shape {shape} (fewer than 2 dimensions)")
+        raise ValueError(
+            f"Fan in and fan out can not be computed for an array of shape {shape} (fewer than 2 dimensions)"
+        )
     receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
 

@@ -95,7 +95,9 @@ class Module:
             self._modules[name] = value
         elif name in params:
             if value is not None:
-                raise TypeError(f"cannot assign {type(value).__name__} to parameter {name!r} (Parameter or None required)")
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} to parameter {name!r} (Parameter or None required)"
+                )
             params[name] = None
         elif name in self._buffers:
             if value is not None and not isinstance(value, np.ndarray):

@@ -1,0 +1,121 @@
+"""The kernel registry: selection order, nesting, threads, validation in front of every impl."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from refcnn.kernels import registry
+
+
+@pytest.fixture
+def toy_op():
+    """A throwaway op 'toy_double' with two implementations and a validator."""
+
+    def fwd(x, *, scale):
+        return x * 2 * scale, scale
+
+    def bwd(gy, ctx):
+        return (gy * 2 * ctx,)
+
+    def validate(x, *, scale):
+        if scale < 0:
+            raise ValueError(f"toy_double: scale must be >= 0, got {scale}")
+
+    registry.register("toy_double", "reference", fwd, bwd)
+    registry.register("toy_double", "fast", fwd, bwd)
+    registry.register("toy_double", "other", fwd, bwd)
+    registry.set_validator("toy_double", validate)
+    yield "toy_double"
+    registry._impls.pop("toy_double", None)
+    registry._validators.pop("toy_double", None)
+    registry._defaults.pop("toy_double", None)
+
+
+def test_available_lists_sorted_names(toy_op):
+    assert registry.available(toy_op) == ["fast", "other", "reference"]
+    assert toy_op in registry.ops()
+
+
+def test_get_prefers_fast_then_default_then_use(toy_op):
+    assert registry.get(toy_op).name == "fast"
+    registry.set_default(toy_op, "other")
+    assert registry.get(toy_op).name == "other"
+    with registry.use(toy_double="reference"):
+        assert registry.get(toy_op).name == "reference"
+        assert registry.get(toy_op, impl="fast").name == "fast"  # an explicit impl wins
+    assert registry.get(toy_op).name == "other"
+
+
+def test_use_nests_innermost_wins(toy_op):
+    with registry.use(toy_double="reference"):
+        with registry.use(toy_double="other"):
+            assert registry.get(toy_op).name == "other"
+        assert registry.get(toy_op).name == "reference"
+
+
+def test_use_is_thread_local(toy_op):
+    seen = {}
+    inside, done = threading.Event(), threading.Event()
+
+    def other_thread():
+        inside.wait()
+        seen["other"] = registry.get(toy_op).name
+        done.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with registry.use(toy_double="reference"):
+        inside.set()
+        done.wait(5)
+        seen["main"] = registry.get(toy_op).name
+    t.join()
+    assert seen == {"main": "reference", "other": "fast"}
+
+
+def test_validator_runs_before_every_implementation(toy_op):
+    for impl in registry.available(toy_op):
+        with pytest.raises(ValueError, match=r"scale must be >= 0, got -1"):
+            registry.get(toy_op, impl).forward(np.ones(2), scale=-1)
+
+
+def test_backward_checks_grad_shape_and_dtype(toy_op):
+    k = registry.get(toy_op)
+    _y, ctx = k.forward(np.ones((2, 3), np.float32), scale=1.0)
+    with pytest.raises(ValueError, match=r"grad_y of shape \(2, 3\).*got \(3, 2\)"):
+        k.backward(np.ones((3, 2), np.float32), ctx)
+    with pytest.raises(TypeError, match=r"dtype float32.*got float64"):
+        k.backward(np.ones((2, 3)), ctx)
+    (gx,) = k.backward(np.full((2, 3), 0.5, np.float32), ctx)
+    np.testing.assert_array_equal(gx, np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: registry.get("no_such_op"), KeyError, "unknown op 'no_such_op'"),
+        (lambda: registry.get("toy_double", "nope"), KeyError, "no implementation 'nope'"),
+        (lambda: registry.set_default("toy_double", "nope"), KeyError, "available"),
+        (lambda: registry.use(toy_double="nope").__enter__(), KeyError, "no implementation 'nope'"),
+        (lambda: registry.register("toy_double", "x", None, None), TypeError, "must be callable"),
+    ],
+    ids=["unknown-op", "unknown-impl", "bad-default", "bad-use", "not-callable"],
+)
+def test_bad_choices_are_named(toy_op, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_unregister_removes_impl_and_default(toy_op):
+    registry.set_default(toy_op, "other")
+    registry.unregister(toy_op, "other")
+    assert registry.available(toy_op) == ["fast", "reference"]
+    assert registry.get(toy_op).name == "fast"
+
+
+def test_every_builtin_op_has_a_validator():
+    import refcnn.kernels  # noqa: F401  (registers the built-ins)
+
+    assert registry.ops(), "no kernels registered"
+    missing = [op for op in registry.ops() if op not in registry._validators]
+    assert not missing, f"ops without a validator: {missing}"
