@@ -1,1 +1,128 @@
-"""(being written)"""
+"""The fully connected layer: ``linear`` (torch.nn.functional.linear).
+
+    y[..., o] = b[o] + sum_i x[..., i] * w[o, i]
+
+Shapes: x (*, in_features) with any number of leading dims (a 1-D x is a single row),
+        weight (out_features, in_features), bias (out_features,) or None,
+        y (*, out_features).
+Backward, with the leading dims of x flattened into M rows (x2: (M, in), gy2: (M, out)):
+        gx = gy2 @ w                      reshaped to x.shape
+        gw = gy2.T @ x2                   (out, in)
+        gb = sum over the M rows of gy2   (out,), None when bias is None
+
+Implementations: ``reference`` (the sums as plain loops, accumulated in the input dtype)
+and ``fast`` (the same products as BLAS matrix multiplications; the default).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from ._checks import check_float, check_same_dtype
+
+# What backward needs: x as rows (M, in), the weight, whether there was a bias, x's shape.
+_Ctx = tuple[np.ndarray, np.ndarray, bool, tuple[int, ...]]
+
+
+def validate_linear(x: Any, weight: Any, bias: Any) -> None:
+    check_float("linear", "x", x)
+    check_float("linear", "weight", weight, ndim=2)
+    if bias is not None:
+        check_float("linear", "bias", bias, ndim=1)
+    if x.ndim == 0:
+        raise ValueError("linear: x must have at least 1 dimension (*, in_features), got a 0-D array")
+    check_same_dtype("linear", x=x, weight=weight, bias=bias)
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: x has {x.shape[-1]} features (last dim of shape {x.shape}) but weight of shape "
+            f"{weight.shape} expects {weight.shape[1]}"
+        )
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        raise ValueError(
+            f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
+            f"expected ({weight.shape[0]},)"
+        )
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """x (*, in) as a (M, in) matrix; M = prod of the leading dims (1 for a 1-D x).
+    Explicit M, since reshape(-1, 0) is ambiguous when in_features is 0."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+# ---- reference: the sums as loops -------------------------------------------------------
+def linear_reference_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, _Ctx]:
+    """y[m, o] = b[o] + sum_i x[m, i] * w[o, i], one row m of x at a time."""
+    out_features, in_features = weight.shape
+    x2 = _rows(x)
+    zero = x.dtype.type(0)
+    y = np.empty((x2.shape[0], out_features), dtype=x.dtype)
+    for m in range(x2.shape[0]):
+        for o in range(out_features):
+            acc = bias[o] if bias is not None else zero
+            for i in range(in_features):
+                acc += x2[m, i] * weight[o, i]
+            y[m, o] = acc
+    return y.reshape(*x.shape[:-1], out_features), (x2, weight, bias is not None, x.shape)
+
+
+def linear_reference_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """gx[m, i] = sum_o gy[m, o] w[o, i];  gw[o, i] = sum_m gy[m, o] x[m, i];  gb[o] = sum_m gy[m, o]."""
+    x2, weight, has_bias, x_shape = ctx
+    out_features, in_features = weight.shape
+    M = x2.shape[0]
+    gy = grad_y.reshape(M, out_features)
+    zero = x2.dtype.type(0)
+    gx = np.empty((M, in_features), dtype=x2.dtype)
+    for m in range(M):
+        for i in range(in_features):
+            acc = zero
+            for o in range(out_features):
+                acc += gy[m, o] * weight[o, i]
+            gx[m, i] = acc
+    gw = np.empty((out_features, in_features), dtype=x2.dtype)
+    for o in range(out_features):
+        for i in range(in_features):
+            acc = zero
+            for m in range(M):
+                acc += gy[m, o] * x2[m, i]
+            gw[o, i] = acc
+    gb = None
+    if has_bias:
+        gb = np.empty(out_features, dtype=x2.dtype)
+        for o in range(out_features):
+            acc = zero
+            for m in range(M):
+                acc += gy[m, o]
+            gb[o] = acc
+    return gx.reshape(x_shape), gw, gb
+
+
+# ---- fast: BLAS -----------------------------------------------------------------------
+def linear_fast_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, _Ctx]:
+    """All leading dims of x are flattened into M rows, so the whole batch is one
+    (M, in) @ (in, out) BLAS product (weight.T is passed as a transposed view, no copy);
+    the bias is broadcast-added in place. Backward is two more products and a row sum."""
+    x2 = _rows(x)
+    y = x2 @ weight.T
+    if bias is not None:
+        y += bias
+    return y.reshape(*x.shape[:-1], weight.shape[0]), (x2, weight, bias is not None, x.shape)
+
+
+def linear_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x2, weight, has_bias, x_shape = ctx
+    gy = grad_y.reshape(x2.shape[0], weight.shape[0])
+    gx = (gy @ weight).reshape(x_shape)
+    gw = gy.T @ x2
+    gb = gy.sum(axis=0) if has_bias else None
+    return gx, gw, gb
+
+
+registry.set_validator("linear", validate_linear)
+registry.register("linear", "reference", linear_reference_forward, linear_reference_backward)
+registry.register("linear", "fast", linear_fast_forward, linear_fast_backward)
