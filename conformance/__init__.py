@@ -1,0 +1,1 @@
+"""The conformance suite: refcnn checked against PyTorch (see conformance/README.md)."""

@@ -1,0 +1,387 @@
+"""The small core every spec uses: tallies, comparisons, PyTorch references with their n and
+S, rejection classification, finite differences, and repro text.
+
+A spec's ``check(case, dtype, impls, rec)`` computes refcnn's results and PyTorch's and hands
+each pair to the :class:`Recorder`, which applies refcnn.testing's bound and tallies the
+outcome under (op, impl, dtype, check).
+"""
+
+from __future__ import annotations
+
+import dis
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import refcnn
+from refcnn import testing
+
+from . import tolerance
+
+REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
+ACCEPTED_ERRORS = (ValueError, TypeError, RuntimeError)
+
+
+# ---- tallies ------------------------------------------------------------------------------
+@dataclass
+class Tally:
+    """One report row: how one check fared for one (op, impl, dtype) over all cases."""
+
+    op: str
+    impl: str
+    dtype: str
+    check: str
+    configs: int = 0
+    failed: int = 0
+    unsupported: int = 0
+    skipped: int = 0
+    worst_abs_err: float = 0.0
+    worst_ratio: float = 0.0
+    worst_config: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None  # the smallest failing case: {"case", "detail", "size"}
+    skip_reason: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0 and self.configs - self.unsupported - self.skipped > 0
+
+    def merge(self, other: Tally) -> None:
+        self.configs += other.configs
+        self.failed += other.failed
+        self.unsupported += other.unsupported
+        self.skipped += other.skipped
+        self.skip_reason = self.skip_reason or other.skip_reason
+        if other.worst_config is not None and (self.worst_config is None or other.worst_ratio > self.worst_ratio):
+            self.worst_ratio, self.worst_config = other.worst_ratio, other.worst_config
+        self.worst_abs_err = max(self.worst_abs_err, other.worst_abs_err)
+        if other.failure is not None and (self.failure is None or other.failure["size"] < self.failure["size"]):
+            self.failure = other.failure
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "impl": self.impl,
+            "dtype": self.dtype,
+            "check": self.check,
+            "configs": self.configs,
+            "failed": self.failed,
+            "unsupported": self.unsupported,
+            "worst_abs_err": _finite(self.worst_abs_err),
+            "worst_ratio_to_tolerance": _finite(self.worst_ratio),
+            "worst_config": self.worst_config,
+            "passed": self.passed,
+        }
+
+
+def _finite(v: float) -> float | str:
+    return v if math.isfinite(v) else str(v)
+
+
+class Recorder:
+    """Collects outcomes for the case being checked (``begin`` sets it)."""
+
+    def __init__(self, op: str, dtype: str, fd_budget: int = 0, verbose: bool = False) -> None:
+        self.op = op
+        self.dtype = dtype
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.case: dict[str, Any] = {}
+        self.size = 0
+        self.fd_left: dict[str, int] = {}
+        self.fd_budget = fd_budget
+        self.verbose = verbose
+
+    def begin(self, case: dict[str, Any], size: int) -> None:
+        self.case, self.size = case, size
+
+    def tally(self, impl: str, check: str) -> Tally:
+        key = (impl, check)
+        if key not in self.tallies:
+            self.tallies[key] = Tally(self.op, impl, self.dtype, check)
+        return self.tallies[key]
+
+    def _say(self, impl: str, check: str, status: str, detail: str) -> None:
+        if self.verbose:
+            print(f"  {self.op} {impl} {self.dtype} {check}: {status} {detail}")
+
+    def ok(self, impl: str, check: str, abs_err: float = 0.0, ratio: float = 0.0, detail: str = "") -> None:
+        t = self.tally(impl, check)
+        t.configs += 1
+        t.worst_abs_err = max(t.worst_abs_err, abs_err)
+        if t.worst_config is None or ratio > t.worst_ratio:
+            t.worst_ratio, t.worst_config = ratio, dict(self.case)
+        self._say(impl, check, "ok", detail or f"|err| {abs_err:.3g}, {ratio:.3g} x bound")
+
+    def fail(self, impl: str, check: str, detail: str, abs_err: float = math.inf, ratio: float = math.inf) -> None:
+        t = self.tally(impl, check)
+        t.configs += 1
+        t.failed += 1
+        t.worst_abs_err = max(t.worst_abs_err, abs_err)
+        if t.worst_config is None or not ratio <= t.worst_ratio:
+            t.worst_ratio, t.worst_config = ratio, dict(self.case)
+        if t.failure is None or self.size < t.failure["size"]:
+            t.failure = {"case": dict(self.case), "detail": detail, "size": self.size}
+        self._say(impl, check, "FAILED", detail)
+
+    def unsupported(self, impl: str, checks: Iterable[str], detail: str) -> None:
+        for check in checks:
+            t = self.tally(impl, check)
+            t.configs += 1
+            t.unsupported += 1
+            self._say(impl, check, "unsupported", detail)
+
+    def skipped(self, impl: str, check: str, reason: str) -> None:
+        t = self.tally(impl, check)
+        t.configs += 1
+        t.skipped += 1
+        t.skip_reason = reason
+        self._say(impl, check, "skipped", reason)
+
+    def compare(self, impl: str, check: str, actual: Any, expected: Any, n: Any, S: Any, where: str = "") -> bool:
+        """Apply refcnn.testing's bound; record and return whether it held."""
+        if actual is None or expected is None:
+            if actual is None and expected is None:
+                self.ok(impl, check)
+                return True
+            self.fail(impl, check, f"{where}: refcnn gave {_what(actual)}, PyTorch {_what(expected)}")
+            return False
+        actual = np.asarray(actual)
+        if actual.dtype != np.dtype(self.dtype):
+            self.fail(impl, check, f"{where}: result dtype {actual.dtype}, expected {self.dtype} (the input dtype)")
+            return False
+        res = testing.compare(actual, expected, n, S, self.dtype)
+        if not res.passed:
+            detail = res.describe()
+            if res.shape_ok and res.finite_ok and res.worst_index is not None:
+                i = res.worst_index
+                detail += f": refcnn {np.asarray(actual, dtype=np.float64)[i]!r}, torch {np.asarray(expected)[i]!r}"
+            elif not res.shape_ok:
+                detail = f"shape {np.shape(actual)}, expected {np.shape(expected)}"
+            self.fail(impl, check, f"{where} {detail}".strip(), res.worst_abs_err, res.worst_ratio)
+            return False
+        self.ok(impl, check, res.worst_abs_err, res.worst_ratio)
+        return True
+
+    def take_fd(self, impl: str) -> bool:
+        """Whether this impl still has finite-difference budget (FD is slow: element by element)."""
+        left = self.fd_left.setdefault(impl, self.fd_budget)
+        if left <= 0:
+            return False
+        self.fd_left[impl] = left - 1
+        return True
+
+
+def _what(a: Any) -> str:
+    return "None" if a is None else f"an array of shape {np.shape(a)}"
+
+
+# ---- errors: whose are they -----------------------------------------------------------------
+def classify_rejection(exc: BaseException) -> tuple[bool, str]:
+    """(ok, why): a rejection is refcnn's own when it is a ValueError/TypeError/RuntimeError
+    raised by a ``raise`` statement in refcnn's source, not an error from inside NumPy."""
+    name = f"{type(exc).__module__}.{type(exc).__name__}"
+    if not isinstance(exc, ACCEPTED_ERRORS) or type(exc).__module__.startswith("numpy"):
+        return False, f"{name}: {exc}"
+    tb = exc.__traceback__
+    if tb is None:
+        return False, f"{name} without a traceback: {exc}"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    filename = os.path.abspath(code.co_filename)
+    if not filename.startswith(REFCNN_DIR + os.sep):
+        return False, f"{name} raised outside refcnn ({filename}:{tb.tb_lineno}): {exc}"
+    ops = [i.opname for i in dis.get_instructions(code) if i.offset == tb.tb_lasti]
+    if ops != ["RAISE_VARARGS"]:
+        where = f"{os.path.relpath(filename, os.path.dirname(REFCNN_DIR))}:{tb.tb_lineno}"
+        return False, f"{name} from a NumPy/Python call at {where} (not refcnn's own check): {exc}"
+    return True, f"{type(exc).__name__}: {exc}"
+
+
+# ---- PyTorch references ---------------------------------------------------------------------
+def to_torch(arrays: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in arrays.items():
+        if v is None or not isinstance(v, np.ndarray):
+            out[k] = v
+        elif v.dtype.kind == "f":
+            out[k] = torch.from_numpy(np.array(v, dtype=np.float64))
+        else:
+            out[k] = torch.from_numpy(np.array(v, dtype=np.int64))
+    return out
+
+
+def is_float(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.is_floating_point()
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float64) if t is not None else None
+
+
+@dataclass
+class Expected:
+    """PyTorch's float64 answer for one check, with the n and S of its bound."""
+
+    value: np.ndarray | None
+    n: Any
+    S: Any
+
+
+@dataclass
+class Reference:
+    y: np.ndarray
+    forward: Expected
+    grads: dict[str, Expected] = field(default_factory=dict)
+
+
+def _grads(y: torch.Tensor, inputs: dict[str, Any], names: list[str], g: torch.Tensor, create: bool = False) -> list:
+    wanted = [inputs[k] for k in names]
+    got = torch.autograd.grad(y, wanted, g, allow_unused=True, create_graph=create)
+    return [torch.zeros_like(w) if r is None else r for r, w in zip(got, wanted, strict=True)]
+
+
+def _with_grad(tensors: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    out = dict(tensors)
+    for k in names:
+        out[k] = tensors[k].detach().clone().requires_grad_(True)
+    return out
+
+
+def jacobian_S(
+    fn: Callable[..., torch.Tensor], tensors: dict[str, Any], over: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, S) with S = |y| + sum_j |dy/da_j| |a_j| over the inputs named in ``over``."""
+    fixed = dict(tensors)
+
+    def f(*args: torch.Tensor) -> torch.Tensor:
+        call = dict(fixed)
+        call.update(zip(over, args, strict=True))
+        return fn(**call)
+
+    args = tuple(tensors[k].detach() for k in over)
+    y = f(*args).detach()
+    if not over:
+        return y, y.abs()
+    try:
+        jac = torch.autograd.functional.jacobian(f, args, vectorize=True)
+    except Exception:
+        jac = torch.autograd.functional.jacobian(f, args)
+    S = y.abs().reshape(-1).clone()
+    for a, J in zip(args, jac, strict=True):
+        S += J.reshape(y.numel(), a.numel()).abs() @ a.reshape(-1).abs()
+    return y, S.reshape(y.shape)
+
+
+def reference(
+    fn: Callable[..., torch.Tensor],
+    arrays: dict[str, Any],
+    diff: list[str],
+    g: np.ndarray | None,
+    method: str,
+    counts: dict[str, tolerance.Count] | None = None,
+    R: int = 0,
+    jac_over: list[str] | None = None,
+    count_fn: Callable[..., torch.Tensor] | None = None,
+) -> Reference:
+    """PyTorch float64 forward and gradients of ``fn(**arrays)`` with each check's n and S.
+
+    ``diff``: the inputs whose gradients are checked (first one is the input x). ``g`` the
+    upstream gradient (None: forward only). ``count_fn`` (higham): the op as a plain sum
+    (e.g. average pooling with divisor 1), whose value on ones is the reduction length;
+    the division it leaves out adds one rounding (n + 1).
+    """
+    t = to_torch(arrays)
+    floats = [k for k, v in t.items() if is_float(v)]
+    tg = _with_grad(t, diff)
+    y = fn(**tg)
+    ref = Reference(_np(y), Expected(_np(y), 0, 0))
+    gt = torch.from_numpy(np.asarray(g, dtype=np.float64)) if g is not None else None
+    grads = _grads(y, tg, diff, gt) if (g is not None and diff) else []
+
+    if method == "higham":
+        absd = {k: (v.abs() if k in floats else v) for k, v in t.items()}
+        ones = {k: (torch.ones_like(v) if k in floats else v) for k, v in t.items()}
+        ta, to = _with_grad(absd, diff), _with_grad(ones, diff)
+        ya = fn(**ta)
+        counter = count_fn or fn
+        yo = counter(**to)
+        extra = 1 if count_fn is not None else 0
+        ref.forward = Expected(_np(y), _np(yo) + extra, _np(ya))
+        if gt is not None and diff:
+            Sg = _grads(ya, ta, diff, gt.abs())
+            ng = _grads(yo, to, diff, torch.ones_like(gt))
+            for k, gr, s, n in zip(diff, grads, Sg, ng, strict=True):
+                ref.grads[k] = Expected(_np(gr), _np(n) + extra, _np(s))
+    elif method == "selection":
+        ref.forward = Expected(_np(y), 0, 0)
+        if gt is not None and diff:
+            y2 = fn(**tg)
+            Sg = _grads(y2, tg, diff, gt.abs())
+            y3 = fn(**tg)
+            ng = _grads(y3, tg, diff, torch.ones_like(gt))
+            for k, gr, s, n in zip(diff, grads, Sg, ng, strict=True):
+                ref.grads[k] = Expected(_np(gr), _np(n).__abs__(), _np(s).__abs__())
+    elif method == "mixed":
+        assert counts is not None
+        over = [k for k in (jac_over if jac_over is not None else floats) if t.get(k) is not None]
+        _, S = jacobian_S(fn, t, over)
+        ref.forward = Expected(_np(y), counts["forward"].n(R), _np(S))
+        if gt is not None and diff:
+            for k, gr in zip(diff, grads, strict=True):
+
+                def gfn(_k: str = k, **kw: Any) -> torch.Tensor:
+                    gg = kw.pop("__g")
+                    kw = dict(kw)
+                    if not kw[_k].requires_grad:
+                        kw[_k] = kw[_k].detach().requires_grad_(True)
+                    return torch.autograd.grad(fn(**kw), kw[_k], gg, create_graph=True)[0]
+
+                tt = dict(t)
+                tt["__g"] = gt
+                _, Sg = jacobian_S(gfn, tt, [*over, "__g"])
+                ref.grads[k] = Expected(_np(gr), counts["grad"].n(R), _np(Sg))
+    else:
+        raise ValueError(f"unknown tolerance method {method!r}")
+    return ref
+
+
+# ---- finite differences -----------------------------------------------------------------------
+def finite_difference(loss: Callable[[], float], x: np.ndarray, analytic: np.ndarray) -> tuple[bool, float, float, str]:
+    """refcnn.testing's central differences under its FD policy: (ok, abs_err, ratio, detail)."""
+    numeric = testing.numerical_gradient(loss, x)
+    analytic = np.asarray(analytic, dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        return False, math.inf, math.inf, f"gradient shape {analytic.shape}, expected {numeric.shape}"
+    if numeric.size == 0:
+        return True, 0.0, 0.0, ""
+    allowed = testing.FD_TOL * (1.0 + float(np.abs(analytic).max()))
+    err = np.abs(numeric - analytic)
+    worst = int(np.argmax(err))
+    at = tuple(int(i) for i in np.unravel_index(worst, err.shape))
+    ratio = float(err.max()) / allowed
+    detail = f"max |numerical - analytic| {err.max():.3g} at {at} (numerical {numeric[at]:.10g}, analytic {analytic[at]:.10g})"
+    return ratio <= 1.0, float(err.max()), ratio, detail
+
+
+# ---- repro -------------------------------------------------------------------------------------
+def repro_text(kind: str, name: str, impl: str, dtype: str, check: str, case: dict[str, Any], detail: str) -> str:
+    """A standalone snippet that re-runs one failing case and prints every check's outcome."""
+    return (
+        f"# {name} impl={impl} dtype={dtype} check={check}: {detail}\n"
+        f"# config (seed included): {json.dumps(case, sort_keys=True)}\n"
+        "python - <<'EOF'\n"
+        "from conformance.runner import repro\n"
+        f"repro({kind!r}, {name!r}, {impl!r}, {dtype!r}, {json.dumps(case, sort_keys=True)})\n"
+        "EOF"
+    )
+
+
+def rng_for(case: dict[str, Any], stream: int = 0) -> np.random.Generator:
+    """The generator that makes a case's arrays: everything follows from case['seed']."""
+    return np.random.default_rng([int(case["seed"]), stream])

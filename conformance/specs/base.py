@@ -1,0 +1,312 @@
+"""What a spec is, and the generic check of a kernel op against PyTorch.
+
+A spec names what it checks (an op in the registry, a Module class, an optimizer...), how
+to draw cases (a hypothesis strategy plus pinned ``examples``), and ``check(case, dtype,
+impls, rec)``, which records every check's outcome on one case in the Recorder.
+
+:class:`OpSpec` implements the whole kernel contract once; an op's spec only says how to
+build its arrays and config from a case and how to call PyTorch:
+
+1. PyTorch (float64, on the upcast inputs) rejects the case: refcnn must reject it with its
+   own error (check ``rejects``); PyTorch accepts: refcnn must accept it too.
+2. ``forward``, ``grad_input``, ``grad_<param>`` against PyTorch under the spec's tolerance
+   method (see conformance/tolerance.py), with a random non-uniform upstream gradient.
+3. ``adjoint`` for ops linear in x: <op(x), g> = <x, op^T(g)>.
+4. ``finite_difference`` in float64 with refcnn.testing's central differences (no PyTorch).
+5. ``extra_checks`` for state a forward changes (BatchNorm running statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from refcnn import kernels, testing
+
+from .. import core, tolerance
+from ..strategies import make_upstream
+
+
+@dataclass
+class Built:
+    """A case made concrete: the kernel's positional arrays (x first; None for an absent
+    parameter), its keyword config, and how to call PyTorch."""
+
+    arrays: dict[str, np.ndarray | None]
+    config: dict[str, Any]
+    torch_fn: Callable[..., torch.Tensor]
+    R: int = 0  # reduction length for the mixed bounds
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Spec:
+    kind = "op"
+    name = ""
+    weight = 1.0  # relative number of examples per profile
+    fd_budget = 4  # finite-difference cases per impl in the ci profile
+    examples: list[dict[str, Any]] = []  # noqa: RUF012
+    pairs: list[tuple[str, str]] = []  # noqa: RUF012  (pairwise coverage to report)
+    domains: dict[str, list[Any]] = {}  # noqa: RUF012
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        raise NotImplementedError
+
+    def impls(self) -> list[str]:
+        return ["default"]
+
+    def dtypes(self) -> list[str]:
+        return ["float32", "float64"]
+
+    def size(self, case: dict[str, Any]) -> int:
+        return sum(int(v) for v in _ints(case) if v > 0)
+
+    def features(self, case: dict[str, Any]) -> dict[str, Any]:
+        return {k: _label(v) for k, v in case.items() if k != "seed"}
+
+    def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
+        raise NotImplementedError
+
+
+def _ints(case: dict[str, Any]) -> list[int]:
+    out: list[int] = []
+    for v in case.values():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            out.extend(int(u) for u in v if isinstance(u, int) and not isinstance(u, bool))
+    return out
+
+
+def _label(v: Any) -> Any:
+    if isinstance(v, list):
+        return "x".join(str(u) for u in v)
+    return v
+
+
+class OpSpec(Spec):
+    """The generic kernel-op check (see the module docstring)."""
+
+    op = ""
+    method = "higham"  # tolerance method: higham | selection | mixed
+    grads: tuple[str, ...] = ("x",)  # backward's outputs, in order (x first)
+    linear = False  # check the adjoint identity (op linear in x once params in `adjoint_drop` are None)
+    adjoint_drop: tuple[str, ...] = ()
+    fd_max = 240  # finite differences only on cases with at most this many input elements
+    jac_over: list[str] | None = None  # mixed: the inputs the Jacobian runs over (default: every float)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.op
+
+    def impls(self) -> list[str]:
+        return kernels.available(self.op)
+
+    def build(self, case: dict[str, Any]) -> Built:
+        raise NotImplementedError
+
+    def count_fn(self, case: dict[str, Any]) -> Callable[..., torch.Tensor] | None:
+        return None
+
+    def extra_checks(
+        self, case: dict[str, Any], built: Built, dtype: str, impl: str, inputs: dict[str, Any], rec: core.Recorder
+    ) -> None:
+        """State a forward changes (called after the forward ran on ``inputs``)."""
+
+    def checks(self, dtype: str) -> list[str]:
+        names = ["forward"] + [grad_check(k, i) for i, k in enumerate(self.grads)]
+        if self.linear:
+            names.append("adjoint")
+        if dtype == "float64":
+            names.append("finite_difference")
+        return names
+
+    def call(self, kernel: kernels.Kernel, inputs: dict[str, Any], built: Built) -> tuple[Any, Any]:
+        return kernel.forward(*inputs.values(), **built.config)
+
+    def output(self, y: Any) -> np.ndarray:
+        """The array compared as ``forward`` (kernels whose forward returns more override)."""
+        return np.asarray(y)
+
+    # ---- the generic check -------------------------------------------------------------
+    def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
+        built = self.build(case)
+        dt = np.dtype(dtype)
+        inputs = {k: _cast(v, dt) for k, v in built.arrays.items()}
+        upcast = {k: _cast(v, np.dtype(np.float64)) for k, v in inputs.items()}
+        try:
+            with torch.no_grad():
+                built.torch_fn(**core.to_torch(upcast))
+        except Exception as exc:  # PyTorch rejects: refcnn must too
+            self._expect_rejection(case, built, inputs, impls, rec, f"{type(exc).__name__}: {exc}")
+            return
+        diff = [k for k in self.grads if upcast.get(k) is not None]
+        y_shape = built.torch_fn(**core.to_torch(upcast)).shape
+        g = make_upstream(core.rng_for(case, 99), y_shape)
+        counts = tolerance.BOUNDS.get(self.op)
+        ref = core.reference(
+            built.torch_fn, upcast, diff, g, self.method, counts, built.R, self.jac_over, self.count_fn(case)
+        )
+        g_dt = g.astype(dt)
+        for impl in impls:
+            kernel = kernels.get(self.op, impl)
+            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+            try:
+                y, ctx = self.call(kernel, fresh, built)
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["rejects", *self.checks(dtype)], f"NotImplementedError: {exc}")
+                continue
+            except Exception as exc:
+                rec.fail(
+                    impl, "rejects", f"refcnn rejected a configuration PyTorch accepts: {type(exc).__name__}: {exc}"
+                )
+                continue
+            rec.ok(impl, "rejects")
+            rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward")
+            self.compare_forward_extra(case, built, y, ctx, upcast, impl, rec)
+            self.extra_checks(case, built, dtype, impl, fresh, rec)
+            try:
+                got = kernel.backward(g_dt, ctx)
+            except NotImplementedError as exc:
+                rec.unsupported(
+                    impl, [grad_check(k, i) for i, k in enumerate(self.grads)], f"NotImplementedError: {exc}"
+                )
+                continue
+            except Exception as exc:
+                for i, k in enumerate(self.grads):
+                    rec.fail(impl, grad_check(k, i), f"backward raised {type(exc).__name__}: {exc}")
+                continue
+            if len(got) != len(self.grads):
+                rec.fail(impl, "grad_input", f"backward returned {len(got)} gradients, expected {len(self.grads)}")
+                continue
+            for i, (k, gk) in enumerate(zip(self.grads, got, strict=True)):
+                exp = ref.grads.get(k)
+                if exp is None:
+                    rec.compare(impl, grad_check(k, i), gk, None, 0, 0, f"grad of {k} (absent parameter)")
+                else:
+                    rec.compare(impl, grad_check(k, i), gk, exp.value, exp.n, exp.S, f"grad of {k}")
+            if self.linear:
+                self.check_adjoint(case, built, inputs, upcast, g, dtype, impl, kernel, rec)
+            if dtype == "float64" and self._fd_size(upcast) <= self.fd_max and rec.take_fd(impl):
+                self.check_fd(built, inputs, g, kernel, impl, rec)
+
+    def compare_forward_extra(
+        self,
+        case: dict[str, Any],
+        built: Built,
+        y: Any,
+        ctx: Any,
+        upcast: dict[str, Any],
+        impl: str,
+        rec: core.Recorder,
+    ) -> None:
+        """Extra forward outputs (max_pool2d's indices) checked inside ``forward``."""
+
+    def _fd_size(self, arrays: dict[str, Any]) -> int:
+        return sum(v.size for k, v in arrays.items() if k in self.grads and isinstance(v, np.ndarray))
+
+    def _expect_rejection(
+        self, case: dict[str, Any], built: Built, inputs: dict[str, Any], impls: list[str], rec: core.Recorder, why: str
+    ) -> None:
+        for impl in impls:
+            kernel = kernels.get(self.op, impl)
+            try:
+                self.call(kernel, inputs, built)
+            except NotImplementedError as exc:
+                rec.fail(
+                    impl,
+                    "rejects",
+                    f"PyTorch rejects ({why}); refcnn raised NotImplementedError ({exc}), not a clear error",
+                )
+                continue
+            except Exception as exc:
+                ok, what = core.classify_rejection(exc)
+                if ok:
+                    rec.ok(impl, "rejects", detail=f"both reject: {what}")
+                else:
+                    rec.fail(impl, "rejects", f"PyTorch rejects ({why}); refcnn's error is not its own: {what}")
+                continue
+            rec.fail(impl, "rejects", f"PyTorch rejects ({why}); refcnn accepted it")
+
+    def check_adjoint(
+        self,
+        case: dict[str, Any],
+        built: Built,
+        inputs: dict[str, Any],
+        upcast: dict[str, Any],
+        g: np.ndarray,
+        dtype: str,
+        impl: str,
+        kernel: kernels.Kernel,
+        rec: core.Recorder,
+    ) -> None:
+        """<op(x), g> = <x, op^T(g)> with the affine parameters dropped; bound from the
+        Higham sums of both inner products (see tolerance.policy_text)."""
+        dt = np.dtype(dtype)
+        lin = {k: (None if k in self.adjoint_drop else v) for k, v in inputs.items()}
+        y, ctx = self.call(kernel, lin, built)
+        gx = kernel.backward(g.astype(dt), ctx)[0]
+        lhs = float(np.sum(np.asarray(y, np.float64) * g.astype(dt).astype(np.float64)))
+        rhs = float(np.sum(np.asarray(lin["x"], np.float64) * np.asarray(gx, np.float64)))
+        t = core.to_torch({k: (None if k in self.adjoint_drop else v) for k, v in upcast.items()})
+        absd = {k: (v.abs() if core.is_float(v) else v) for k, v in t.items()}
+        ones = {k: (torch.ones_like(v) if core.is_float(v) else v) for k, v in t.items()}
+        with torch.no_grad():
+            S = float((built.torch_fn(**absd) * torch.from_numpy(np.abs(g.astype(dt).astype(np.float64)))).sum())
+            counter = self.count_fn(case) or built.torch_fn
+            n_y = float(counter(**ones).max()) + (1 if self.count_fn(case) is not None else 0)
+        n = max(n_y + y.size, n_y + lin["x"].size)
+        res = testing.compare(np.array(lhs), np.array(rhs), n, S, dtype)
+        if res.passed:
+            rec.ok(impl, "adjoint", res.worst_abs_err, res.worst_ratio)
+        else:
+            rec.fail(impl, "adjoint", f"<op(x), g> = {lhs!r} but <x, op^T(g)> = {rhs!r}: {res.describe()}",
+                     res.worst_abs_err, res.worst_ratio)  # fmt: skip
+
+    def check_fd(
+        self, built: Built, inputs: dict[str, Any], g: np.ndarray, kernel: kernels.Kernel, impl: str, rec: core.Recorder
+    ) -> None:
+        work = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+        y, ctx = self.call(kernel, {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in work.items()}, built)
+        analytic = kernel.backward(g, ctx)
+
+        def loss() -> float:
+            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in work.items()}
+            out, _ = self.call(kernel, fresh, built)
+            return float(np.sum(self.output(out) * g))
+
+        worst = (True, 0.0, 0.0, "")
+        for k, a in zip(self.grads, analytic, strict=True):
+            arr = work.get(k)
+            if arr is None or a is None:
+                continue
+            ok, err, ratio, detail = core.finite_difference(loss, arr, a)
+            if not ok or ratio > worst[2]:
+                worst = (ok, err, ratio, f"d/d{k}: {detail}")
+            if not ok:
+                break
+        if worst[0]:
+            rec.ok(impl, "finite_difference", worst[1], worst[2])
+        else:
+            rec.fail(impl, "finite_difference", worst[3], worst[1], worst[2])
+
+
+def grad_check(name: str, index: int) -> str:
+    return "grad_input" if index == 0 else f"grad_{name}"
+
+
+def _cast(v: Any, dt: np.dtype) -> Any:
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        return v.astype(dt)
+    return v
+
+
+def is_nan(v: float) -> bool:
+    return isinstance(v, float) and math.isnan(v)

@@ -1,0 +1,171 @@
+"""Where the suite's tolerances come from: refcnn.testing's rule, with n and S per output.
+
+Every comparison goes through ``refcnn.testing.compare`` (allowed = K * (gamma(n, eps) * S +
+n * eta)). This module only says how n and S are obtained, in one of three ways:
+
+``higham``     sums of products (conv2d, conv_transpose2d, linear, average pools): S is the op
+               on the absolute values of every input, n the op on ones (each element's true
+               reduction length). For a gradient, S is autograd of <op(|inputs|), |g|> and n
+               autograd of <op(ones), ones>. All computed in float64 by PyTorch.
+``selection``  ops that pick elements (max pools, relu-like masks, flatten): forward exact
+               (n = 0); a gradient is a sum of the upstream values routed to an element, so
+               S = autograd of <op(x), |g|> and n = autograd of <op(x), ones> at the same x.
+``mixed``      everything else (softmax, normalisation, losses, smooth elementwise maps): the
+               first-order bound of an algorithm whose every step is exact up to relative
+               rounding of its inputs and of its result: S_i = |y_i| + sum_j |dy_i/da_j| |a_j|
+               over every floating input a (x, parameters, targets, and g for gradients;
+               computed as a Jacobian by PyTorch in float64), and n = the number of rounding
+               steps along the longest chain, given per op in BOUNDS below as
+               ``a*R + b*L + c`` with R the op's reduction length and L the cost of one NumPy
+               transcendental (exp, log, tanh, expm1, log1p, erf).
+
+BOUNDS is the one table of the non-sum ops; it is printed in every report. Nothing here is
+tuned to make a test pass: a comparison that fails is investigated, not widened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refcnn import testing
+
+# One NumPy transcendental: at most 4 ulp (NumPy documents < 4 ulp for its SIMD float32
+# exp/log; glibc's double versions are < 1 ulp), i.e. 8 units of eps.
+L = 8
+
+
+@dataclass(frozen=True)
+class Count:
+    """n = a*R + b*L + c (R: the reduction length the spec reports for the case)."""
+
+    a: int
+    b: int
+    c: int
+    why: str
+
+    def n(self, R: int) -> int:
+        return self.a * R + self.b * L + self.c
+
+    def text(self) -> str:
+        parts = [f"{self.a}*R" if self.a else "", f"{self.b}*L" if self.b else "", str(self.c) if self.c else ""]
+        return " + ".join(p for p in parts if p) or "0"
+
+
+# op -> check kind ("forward", "grad", "state") -> Count. R per op is stated in `R_MEANING`.
+BOUNDS: dict[str, dict[str, Count]] = {
+    "relu": {"forward": Count(0, 0, 0, "a selection: exact"), "grad": Count(0, 0, 0, "g masked: exact")},
+    "hardtanh": {"forward": Count(0, 0, 0, "a clamp: exact"), "grad": Count(0, 0, 0, "g masked: exact")},
+    "leaky_relu": {"forward": Count(0, 0, 1, "one product"), "grad": Count(0, 0, 1, "one product")},
+    "elu": {
+        "forward": Count(0, 1, 3, "alpha*(exp(x)-1): exp, subtract, multiply"),
+        "grad": Count(0, 1, 4, "g*alpha*exp(x) (or g*(y+alpha))"),
+    },
+    "gelu": {
+        "forward": Count(0, 2, 6, "0.5*x*(1+erf(x/sqrt2)) or the tanh form: one transcendental, <= 6 ops"),
+        "grad": Count(0, 3, 10, "g*(Phi(x) + x*phi(x)): erf and exp, <= 10 ops"),
+    },
+    "silu": {
+        "forward": Count(0, 1, 4, "x/(1+exp(-x))"),
+        "grad": Count(0, 1, 8, "g*s*(1 + x*(1-s))"),
+    },
+    "sigmoid": {"forward": Count(0, 1, 3, "1/(1+exp(-x))"), "grad": Count(0, 1, 6, "g*y*(1-y)")},
+    "tanh": {"forward": Count(0, 1, 1, "tanh"), "grad": Count(0, 1, 4, "g*(1-y*y)")},
+    "softmax": {
+        "forward": Count(1, 1, 3, "x-max, exp, sum of R, divide"),
+        "grad": Count(2, 1, 6, "y*(g - sum_R(g*y))"),
+    },
+    "log_softmax": {
+        "forward": Count(1, 2, 3, "x-max, exp, sum of R, log, subtract"),
+        "grad": Count(2, 2, 6, "g - exp(y)*sum_R(g)"),
+    },
+    "cross_entropy": {
+        "forward": Count(2, 2, 8, "log_softmax over C, then a weighted sum over N (and C for smoothing), divide"),
+        "grad": Count(2, 2, 10, "(softmax - target)*w/norm"),
+    },
+    "nll_loss": {
+        "forward": Count(1, 0, 3, "weighted sum over N, divide"),
+        "grad": Count(1, 0, 3, "-w/norm at the target"),
+    },
+    "mse_loss": {"forward": Count(1, 0, 4, "(x-t)^2 summed over R, divide"), "grad": Count(0, 0, 4, "2*(x-t)*g/R")},
+    "l1_loss": {"forward": Count(1, 0, 3, "|x-t| summed over R, divide"), "grad": Count(0, 0, 3, "sign(x-t)*g/R")},
+    "smooth_l1_loss": {
+        "forward": Count(1, 0, 6, "0.5*d^2/beta or |d|-0.5*beta, summed over R, divide"),
+        "grad": Count(0, 0, 4, "clip(d/beta)*g/R"),
+    },
+    "binary_cross_entropy": {
+        "forward": Count(1, 2, 6, "-(t*log(x) + (1-t)*log(1-x)) summed over R, divide"),
+        "grad": Count(0, 0, 8, "g*(x-t)/(x*(1-x))/R"),
+    },
+    "binary_cross_entropy_with_logits": {
+        "forward": Count(1, 3, 8, "(1-t)*x + log1p(exp(-|x|)) + max(-x,0), summed over R, divide"),
+        "grad": Count(0, 1, 6, "g*(sigmoid(x)-t)/R"),
+    },
+    "batch_norm": {
+        "forward": Count(2, 0, 10, "mean (R+1), two-pass variance (R+3), sqrt, divide, scale, shift"),
+        "grad": Count(4, 0, 16, "g-mean(g)-xhat*mean(g*xhat), scaled: two more sums of R"),
+        "state": Count(2, 0, 8, "(1-m)*running + m*statistic (unbiased variance: *R/(R-1))"),
+    },
+    "layer_norm": {
+        "forward": Count(2, 0, 10, "as batch_norm over the normalised dims"),
+        "grad": Count(4, 0, 16, "as batch_norm over the normalised dims"),
+    },
+    "group_norm": {
+        "forward": Count(2, 0, 10, "as batch_norm over each group"),
+        "grad": Count(4, 0, 16, "as batch_norm over each group"),
+    },
+    "dropout": {"forward": Count(0, 0, 1, "x * (1/(1-p)): one product"), "grad": Count(0, 0, 1, "one product")},
+    "optimizer": {
+        "trajectory": Count(
+            16,
+            0,
+            0,
+            "R = steps; <= 16 rounding steps per step (Adam/AdamW/RMSprop/Adagrad "
+            "moments, bias corrections, sqrt, divide, decay, momentum); grads given, "
+            "so errors do not feed back through them",
+        ),  # fmt: skip
+    },
+    "lr_scheduler": {
+        "lr": Count(4, 1, 4, "R = epochs; each epoch at most a cos/multiply/divide/add chain on the previous lr"),
+    },
+}
+
+R_MEANING = {
+    "softmax": "R = the size of dim",
+    "log_softmax": "R = the size of dim",
+    "cross_entropy": "R = C + N (classes + samples summed)",
+    "nll_loss": "R = N (samples summed)",
+    "mse_loss": "R = elements summed by the reduction (1 for 'none')",
+    "l1_loss": "R = elements summed by the reduction (1 for 'none')",
+    "smooth_l1_loss": "R = elements summed by the reduction (1 for 'none')",
+    "binary_cross_entropy": "R = elements summed by the reduction (1 for 'none')",
+    "binary_cross_entropy_with_logits": "R = elements summed by the reduction (1 for 'none')",
+    "batch_norm": "R = N*H*W (elements per channel)",
+    "layer_norm": "R = elements of normalized_shape",
+    "group_norm": "R = elements per (sample, group)",
+}
+
+OPTIM_TEXT = (
+    "optimizers: n = 16*steps, S = sum over steps of (|p_s| + |p_(s+1) - p_s|) of PyTorch's float64 trajectory; "
+    "schedulers: n = 4*epochs + L + 4, S = max(|lr_t|, base lr)."
+)
+
+
+def policy_text() -> str:
+    """The whole policy as printed in every report (JSON ``tolerance_policy``, Markdown)."""
+    lines = [
+        testing.POLICY,
+        testing.FD_POLICY,
+        "Methods (conformance/tolerance.py): higham = sums of products, S = op(|inputs|), n = op(ones); "
+        "selection = forward exact, gradient n/S = autograd with ones/|g| at the same x; "
+        "mixed = S_i = |y_i| + sum_j |dy_i/da_j|*|a_j| over every float input (Jacobian by PyTorch, float64), "
+        f"n = a*R + b*L + c, L = {L} (one NumPy transcendental, <= 4 ulp).",
+        "adjoint: |<op(x), g> - <x, op^T(g)>| <= K*gamma(n, eps)*S with S = <op(|x|), |g|>, "
+        "n = max reduction length + number of elements summed in the inner product.",
+        OPTIM_TEXT,
+        "Table of the mixed-method counts (op: check n = formula, why):",
+    ]
+    for op, kinds in BOUNDS.items():
+        for kind, count in kinds.items():
+            r = f" [{R_MEANING[op]}]" if op in R_MEANING else ""
+            lines.append(f"  {op}: {kind} n = {count.text()} ({count.why}){r}")
+    return "\n".join(lines)
