@@ -1,1 +1,637 @@
-"""(being written)"""
+"""Loss kernels: cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss,
+binary_cross_entropy, binary_cross_entropy_with_logits.
+
+Every op follows DESIGN §3::
+
+    loss, ctx = forward(input, target, [weight, ...], *, reduction, ...)
+    (grad_input,) = backward(grad_loss, ctx)
+
+``reduction`` is ``'none'`` (the per-element loss array), ``'sum'`` or ``'mean'`` (a 0-d
+array of the input's dtype); ``grad_loss`` has the loss's shape and dtype. The formulas are
+PyTorch's, down to its edge cases (each stated where it is implemented): the weighted mean
+of the class losses divides by the summed weights of the counted targets, an all-ignored
+batch gives nan, BCE clamps its logs at -100, and the gradients at kinks are autograd's
+(``sign(0) = 0``).
+
+Class layout. Class-indexed ops take ``input`` of shape (N, C), (N, C, d1, d2, ...) or (C,)
+(one unbatched sample) and see it as M = N*d1*d2*... rows of C classes: ``_rows`` moves
+the class axis last and flattens the rest, ``_unrows`` undoes it for the gradient. The
+targets of those M rows are class indices (an int64 array of shape (N,), (N, d1, d2, ...),
+or () for unbatched input; uint8 too for (N,) and (): PyTorch's Long and Byte) or, for
+cross_entropy, class probabilities (a float array of the input's shape).
+
+One validator per op (installed with ``registry.set_validator``) rejects what PyTorch
+rejects, and the few degenerate inputs PyTorch lets through silently (stated in each
+validator), with refcnn's own error naming the op, the argument and the value.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import registry
+from ._checks import FLOAT_DTYPES, check_float, check_same_dtype
+
+REDUCTIONS = ("none", "mean", "sum")
+CLASS_TARGET_DTYPES = (np.dtype(np.int64), np.dtype(np.uint8))  # PyTorch's Long and Byte
+
+# PyTorch clamps BCE's logs at -100, so that log(0) costs 100, not inf, and the backward
+# divides by max(x * (1 - x), EPSILON), so that x in {0, 1} gives a finite slope. Its
+# EPSILON is a C++ float 1e-12, i.e. 9.999999960041972e-13 in float64 too.
+BCE_LOG_CLAMP = -100.0
+BCE_EPSILON = float(np.float32(1e-12))
+
+
+# ---- shared shape helpers ------------------------------------------------------------------
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(C,) -> (1, C); (N, C, d1, ...) -> (N*d1*..., C): the class axis last, one row per sample."""
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    return np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+
+
+def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of ``_rows`` for an array of ``shape``: (M, C) -> shape, contiguous."""
+    if len(shape) == 1:
+        return rows.reshape(shape)
+    moved = rows.reshape((shape[0], *shape[2:], shape[1]))
+    return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
+
+
+def _loss_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the 'none' loss of class-indexed input: the class axis removed."""
+    return () if len(shape) == 1 else (shape[0], *shape[2:])
+
+
+def _reduce(per: np.ndarray, reduction: str, count: Any) -> np.ndarray:
+    """'none' -> ``per``; 'sum' -> sum(per); 'mean' -> sum(per) / count (0/0 = nan, as PyTorch)."""
+    if reduction == "none":
+        return per
+    total = per.sum()
+    if reduction == "sum":
+        return np.asarray(total, dtype=per.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(total / count, dtype=per.dtype)
+
+
+def _scale(grad_loss: np.ndarray, reduction: str, count: Any) -> np.ndarray:
+    """d loss / d per-element loss, times grad_loss: grad_loss itself ('none', 'sum') or
+    grad_loss / count ('mean'; count = 0 gives inf, which PyTorch lets through too)."""
+    if reduction != "mean":
+        return grad_loss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(grad_loss / count, dtype=grad_loss.dtype)
+
+
+# ---- validation ------------------------------------------------------------------------------
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def check_reduction(op: str, reduction: Any) -> None:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def check_label_smoothing(op: str, label_smoothing: Any) -> None:
+    # PyTorch rejects label_smoothing > 1 but silently ignores a negative one (its code
+    # takes the smoothing branch only for > 0): refcnn rejects both.
+    if not _is_real(label_smoothing):
+        raise TypeError(f"{op}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+
+
+def check_ignore_index(op: str, ignore_index: Any) -> None:
+    if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, (bool, np.bool_)):
+        raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
+
+
+def _check_input_classes(op: str, name: str, x: Any) -> int:
+    """``x`` is a float (C,) or (N, C, ...) array with C >= 1; returns C."""
+    check_float(op, name, x)
+    if x.ndim == 0:
+        raise ValueError(f"{op}: {name} must have a class axis: shape (C,), (N, C) or (N, C, d1, ...), got shape ()")
+    C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    # PyTorch accepts C = 0 with probability targets and returns nan; refcnn rejects it.
+    if C == 0:
+        raise ValueError(f"{op}: {name} needs at least one class (C >= 1), got shape {x.shape}")
+    return int(C)
+
+
+def _check_class_target(op: str, name: str, x: np.ndarray, target: Any, ignore_index: int) -> None:
+    """Class indices for input ``x``: int64/uint8, shape (N, d1, ...) (or () for a 1-D
+    ``x``), every label in [0, C) unless it equals ``ignore_index``."""
+    C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    if target.dtype.kind == "f":
+        raise TypeError(
+            f"{op}: a float target must hold class probabilities of the {name}' shape {x.shape}, got shape "
+            f"{target.shape}; class indices must be an int64 or uint8 array of shape {_loss_shape(x.shape)}"
+        )
+    if target.dtype not in CLASS_TARGET_DTYPES:
+        raise TypeError(
+            f"{op}: class-index target must be an int64 or uint8 array (PyTorch's Long or Byte), got dtype {target.dtype}"
+        )
+    # PyTorch takes Byte targets for (C,) and (N, C) input only; its spatial path needs Long.
+    if x.ndim > 2 and target.dtype != np.int64:
+        raise TypeError(
+            f"{op}: class-index target for {name} of shape {x.shape} (N, C, d1, ...) must be int64 "
+            f"(PyTorch's Long), got dtype {target.dtype}"
+        )
+    if x.ndim == 1:
+        # PyTorch's forward also takes a (1,) target here, but its backward then fails
+        # ("size mismatch"), and with label_smoothing its forward too: refcnn asks for ().
+        if target.shape != ():
+            raise ValueError(
+                f"{op}: an unbatched {name} of shape {x.shape} takes one class index (a target of shape ()), "
+                f"got target of shape {target.shape}"
+            )
+    elif target.shape != _loss_shape(x.shape):
+        want = "(N,)" if x.ndim == 2 else "(N, d1, ...)"
+        raise ValueError(
+            f"{op}: target must have shape {want} = {_loss_shape(x.shape)} for {name} of shape {x.shape}, "
+            f"got {target.shape}"
+        )
+    t = target.astype(np.int64)
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        # IndexError, as PyTorch's "Target 5 is out of bounds."
+        raise IndexError(
+            f"{op}: target label {int(t[where])} at index {where} is out of range for C={C} classes "
+            f"(labels must be in [0, {C - 1}] or equal ignore_index={int(ignore_index)}); "
+            f"{int(bad.sum())} of {t.size} labels are out of range"
+        )
+
+
+def _check_class_weight(op: str, x: np.ndarray, weight: Any) -> None:
+    if weight is None:
+        return
+    C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    check_float(op, "weight", weight)
+    if weight.shape != (C,):
+        raise ValueError(f"{op}: weight must have shape (C,) = ({C},), one entry per class, got {weight.shape}")
+
+
+def _check_broadcast(op: str, name: str, a: Any, shape: tuple[int, ...]) -> None:
+    """``a`` (None, or a float array) broadcasts to ``shape`` without growing it."""
+    if a is None:
+        return
+    check_float(op, name, a)
+    try:
+        ok = np.broadcast_shapes(a.shape, shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{op}: {name} of shape {a.shape} does not broadcast to the input's shape {shape}")
+
+
+def _check_same_shape(op: str, input: Any, target: Any) -> None:
+    check_float(op, "input", input)
+    check_float(op, "target", target)
+    # PyTorch broadcasts a mis-shaped target for mse/l1/smooth_l1 with a warning that the
+    # result "will likely be incorrect", and rejects it for the BCEs: refcnn rejects it always.
+    if target.shape != input.shape:
+        raise ValueError(f"{op}: target must have the input's shape {input.shape}, got {target.shape}")
+
+
+def validate_cross_entropy(
+    logits: Any, target: Any, weight: Any, *, ignore_index: Any, reduction: Any, label_smoothing: Any
+) -> None:
+    op = "cross_entropy"
+    _check_input_classes(op, "logits", logits)
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{op}: target must be a numpy.ndarray, got {type(target).__name__}")
+    check_ignore_index(op, ignore_index)
+    check_reduction(op, reduction)
+    check_label_smoothing(op, label_smoothing)
+    if target.shape == logits.shape:
+        # As PyTorch: a target of the logits' shape holds class probabilities.
+        if target.dtype.kind != "f":
+            raise TypeError(
+                f"{op}: a target of the logits' shape {logits.shape} holds class probabilities and must be "
+                f"float32 or float64, got dtype {target.dtype}"
+            )
+        check_float(op, "target", target)
+        if ignore_index >= 0:
+            raise ValueError(f"{op}: ignore_index is not supported for class-probability targets, got {ignore_index}")
+    else:
+        _check_class_target(op, "logits", logits, target, ignore_index)
+    _check_class_weight(op, logits, weight)
+    prob = target if target.shape == logits.shape else None
+    check_same_dtype(op, logits=logits, target=prob, weight=weight)
+
+
+def validate_nll_loss(input: Any, target: Any, weight: Any, *, ignore_index: Any, reduction: Any) -> None:
+    op = "nll_loss"
+    _check_input_classes(op, "input", input)
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{op}: target must be a numpy.ndarray, got {type(target).__name__}")
+    check_ignore_index(op, ignore_index)
+    check_reduction(op, reduction)
+    _check_class_target(op, "input", input, target, ignore_index)
+    _check_class_weight(op, input, weight)
+    check_same_dtype(op, input=input, weight=weight)
+
+
+def _validate_pointwise(op: str) -> Any:
+    def validate(input: Any, target: Any, *, reduction: Any) -> None:
+        _check_same_shape(op, input, target)
+        check_reduction(op, reduction)
+        check_same_dtype(op, input=input, target=target)
+
+    validate.__name__ = f"validate_{op}"
+    return validate
+
+
+def validate_smooth_l1_loss(input: Any, target: Any, *, reduction: Any, beta: Any) -> None:
+    op = "smooth_l1_loss"
+    _validate_pointwise(op)(input, target, reduction=reduction)
+    if not _is_real(beta) or not float(beta) >= 0.0:
+        raise ValueError(f"{op}: beta must be a float >= 0, got {beta!r}")
+
+
+def validate_binary_cross_entropy(input: Any, target: Any, weight: Any, *, reduction: Any) -> None:
+    op = "binary_cross_entropy"
+    _check_same_shape(op, input, target)
+    check_reduction(op, reduction)
+    _check_broadcast(op, "weight", weight, input.shape)
+    check_same_dtype(op, input=input, target=target, weight=weight)
+    for name, a in (("input", input), ("target", target)):
+        bad = ~((a >= 0) & (a <= 1))  # nan is bad too, as in PyTorch's check
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{op}: every element of {name} must be a probability in [0, 1], got {a[where]!r} at index {where}"
+            )
+
+
+def validate_binary_cross_entropy_with_logits(
+    input: Any, target: Any, weight: Any, pos_weight: Any, *, reduction: Any
+) -> None:
+    op = "binary_cross_entropy_with_logits"
+    _check_same_shape(op, input, target)
+    check_reduction(op, reduction)
+    _check_broadcast(op, "weight", weight, input.shape)
+    _check_broadcast(op, "pos_weight", pos_weight, input.shape)
+    check_same_dtype(op, input=input, target=target, weight=weight, pos_weight=pos_weight)
+
+
+# ---- cross_entropy -----------------------------------------------------------------------------
+class CrossEntropyCtx(NamedTuple):
+    shape: tuple[int, ...]  # the logits' shape
+    lsm: np.ndarray  # (M, C) log-softmax of the logits
+    wq: np.ndarray | None  # (M, C) probability targets (smoothed) times the weights, or None
+    t: np.ndarray | None  # (M,) class indices (ignored rows set to 0), or None
+    valid: np.ndarray | None  # (M,) row is not ignored
+    w: np.ndarray  # (C,) class weights (ones when none were given)
+    label_smoothing: float
+    reduction: str
+    divisor: Any  # the mean's divisor
+
+
+def _smoothed(q: np.ndarray, label_smoothing: float) -> np.ndarray:
+    # PyTorch smooths probability targets only for label_smoothing > 0.
+    if label_smoothing > 0:
+        return q * (1 - label_smoothing) + label_smoothing / q.shape[-1]
+    return q
+
+
+def cross_entropy_fast_forward(
+    logits: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None,
+    *,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> tuple[np.ndarray, CrossEntropyCtx]:
+    """Vectorised cross_entropy (see ``cross_entropy_reference_forward`` for the math).
+
+    All M rows at once: the log-softmax is one max, one exp, one sum and one log over the
+    (M, C) array; class-index targets pick their entries with one fancy index.
+    """
+    ls = float(label_smoothing)
+    x = _rows(logits)
+    M, C = x.shape
+    w = np.ones(C, dtype=x.dtype) if weight is None else weight
+    z = x - x.max(axis=1, keepdims=True)
+    lsm = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    if target.shape == logits.shape:
+        wq = w * _smoothed(_rows(target), ls)
+        per = -(wq * lsm).sum(axis=1)
+        loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, M)
+        return loss, CrossEntropyCtx(logits.shape, lsm, wq, None, None, w, ls, reduction, M)
+    t = target.reshape(-1).astype(np.int64)
+    valid = t != ignore_index
+    t = np.where(valid, t, 0)
+    wt = np.where(valid, w[t], 0)
+    per = np.where(valid, -wt * lsm[np.arange(M), t], 0)
+    if ls > 0:
+        smooth = np.where(valid, -(lsm * w).sum(axis=1), 0)
+        per = (1 - ls) * per + (ls / C) * smooth
+    count = wt.sum()
+    loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, count)
+    return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
+
+
+def cross_entropy_fast_backward(grad_loss: np.ndarray, ctx: CrossEntropyCtx) -> tuple[np.ndarray]:
+    """dL/dlsm is G below (one row per sample); the log-softmax backward is one product."""
+    lsm = ctx.lsm
+    M, C = lsm.shape
+    g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
+    if ctx.wq is not None:
+        G = -g[:, None] * ctx.wq
+    else:
+        assert ctx.t is not None and ctx.valid is not None
+        G = np.zeros_like(lsm)
+        rows = np.flatnonzero(ctx.valid)
+        gv, tv = g[rows], ctx.t[rows]
+        # Only the counted rows get a gradient (ignored rows stay 0 even when the mean's
+        # divisor is 0 and gv is inf); a zero weight times that inf is nan, as in PyTorch.
+        with np.errstate(invalid="ignore"):
+            G[rows, tv] = -(1 - ctx.label_smoothing) * (ctx.w[tv] * gv)
+            if ctx.label_smoothing > 0:
+                G[rows] -= (ctx.label_smoothing / C) * gv[:, None] * ctx.w
+    with np.errstate(invalid="ignore"):
+        grad = G - np.exp(lsm) * G.sum(axis=1, keepdims=True)
+    return (_unrows(grad, ctx.shape),)
+
+
+def cross_entropy_reference_forward(
+    logits: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None,
+    *,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> tuple[np.ndarray, CrossEntropyCtx]:
+    """Cross entropy of logits, PyTorch's ``F.cross_entropy``.
+
+    Shapes: logits (N, C), (N, C, d1, ...) or (C,); target class indices (N,), (N, d1, ...)
+    or (), or class probabilities of the logits' shape; weight (C,) or None (all 1);
+    loss (N, d1, ...) for 'none' ((), unbatched), else a 0-d array. Per row i (a sample, or
+    a pixel of one), with eps = label_smoothing and w_c the class weights:
+
+        lsm[i, c] = (x[i, c] - m_i) - log(sum_k exp(x[i, k] - m_i)),   m_i = max_k x[i, k]
+
+    class index t_i (rows with t_i == ignore_index get loss 0 and count for nothing):
+        loss_i = (1 - eps) * (-w[t_i] * lsm[i, t_i]) + (eps / C) * (-sum_c w_c * lsm[i, c])
+        mean   = sum_i loss_i / sum_{counted i} w[t_i]    (nan when nothing is counted)
+    class probabilities q[i, :], smoothed to q*(1 - eps) + eps/C when eps > 0:
+        loss_i = -sum_c w_c * q[i, c] * lsm[i, c]
+        mean   = sum_i loss_i / M                         (M rows, whatever the weights)
+
+    Backward: with g_i = grad_loss_i ('none'), grad_loss ('sum') or grad_loss / divisor
+    ('mean'), and a[i, c] = w_c * q[i, c] (class index: (1 - eps) * w[t_i] * [c == t_i] +
+    eps/C * w_c, and 0 on ignored rows),
+        dL/dx[i, c] = g_i * (softmax(x_i)[c] * sum_k a[i, k] - a[i, c]).
+
+    The reference loops over the rows; within a row, over the C classes with NumPy.
+    """
+    ls = float(label_smoothing)
+    x = _rows(logits)
+    M, C = x.shape
+    w = np.ones(C, dtype=x.dtype) if weight is None else weight
+    lsm = np.empty_like(x)
+    for i in range(M):
+        z = x[i] - x[i].max()
+        lsm[i] = z - np.log(np.sum(np.exp(z)))
+    per = np.zeros(M, dtype=x.dtype)
+    if target.shape == logits.shape:
+        q = _rows(target)
+        wq = np.empty_like(q)
+        for i in range(M):
+            wq[i] = w * _smoothed(q[i], ls)
+            per[i] = -np.sum(wq[i] * lsm[i])
+        loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, M)
+        return loss, CrossEntropyCtx(logits.shape, lsm, wq, None, None, w, ls, reduction, M)
+    labels = target.reshape(-1).astype(np.int64)
+    t = np.zeros(M, dtype=np.int64)
+    valid = np.zeros(M, dtype=bool)
+    total_weight = x.dtype.type(0)
+    for i in range(M):
+        if labels[i] == ignore_index:
+            continue
+        t[i], valid[i] = labels[i], True
+        total_weight += w[t[i]]
+        nll = -w[t[i]] * lsm[i, t[i]]
+        if ls > 0:
+            per[i] = (1 - ls) * nll + (ls / C) * -np.sum(w * lsm[i])
+        else:
+            per[i] = nll
+    loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, total_weight)
+    return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, total_weight)
+
+
+def cross_entropy_reference_backward(grad_loss: np.ndarray, ctx: CrossEntropyCtx) -> tuple[np.ndarray]:
+    """dL/dx[i, :] = g_i * (softmax_i * sum(a_i) - a_i), row by row (see the forward)."""
+    lsm = ctx.lsm
+    M, C = lsm.shape
+    g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
+    grad = np.zeros_like(lsm)
+    for i in range(M):
+        if ctx.wq is not None:
+            a = ctx.wq[i]
+        else:
+            assert ctx.t is not None and ctx.valid is not None
+            if not ctx.valid[i]:
+                continue  # an ignored row gets no gradient
+            a = np.zeros(C, dtype=lsm.dtype)
+            a[ctx.t[i]] = (1 - ctx.label_smoothing) * ctx.w[ctx.t[i]]
+            if ctx.label_smoothing > 0:
+                a = a + (ctx.label_smoothing / C) * ctx.w
+        with np.errstate(invalid="ignore"):  # inf * 0 = nan when the mean's divisor is 0
+            grad[i] = g[i] * (np.exp(lsm[i]) * np.sum(a) - a)
+    return (_unrows(grad, ctx.shape),)
+
+
+# ---- nll_loss ----------------------------------------------------------------------------------
+class NllCtx(NamedTuple):
+    shape: tuple[int, ...]
+    t: np.ndarray  # (M,) class indices, ignored rows set to 0
+    valid: np.ndarray  # (M,)
+    wt: np.ndarray  # (M,) weight of each row's class, 0 on ignored rows
+    reduction: str
+    divisor: Any
+
+
+def nll_loss_forward(
+    input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, *, ignore_index: int, reduction: str
+) -> tuple[np.ndarray, NllCtx]:
+    """Negative log-likelihood of log-probabilities, PyTorch's ``F.nll_loss``.
+
+    Shapes as cross_entropy with class-index targets: input (N, C), (N, C, d1, ...) or (C,);
+    target (N,), (N, d1, ...) or (); weight (C,) or None.
+
+        loss_i = -w[t_i] * input[i, t_i]   (0 where t_i == ignore_index)
+        mean   = sum_i loss_i / sum_{counted i} w[t_i]   (nan when nothing is counted)
+
+    Backward: dL/dinput[i, t_i] = -w[t_i] * g_i on counted rows, 0 elsewhere (g_i as in
+    cross_entropy).
+    """
+    x = _rows(input)
+    M, C = x.shape
+    t = target.reshape(-1).astype(np.int64)
+    valid = t != ignore_index
+    t = np.where(valid, t, 0)
+    wt = np.where(valid, (np.ones(C, dtype=x.dtype) if weight is None else weight)[t], 0).astype(x.dtype)
+    per = np.where(valid, -wt * x[np.arange(M), t], 0).astype(x.dtype)
+    count = wt.sum()
+    loss = _reduce(per.reshape(_loss_shape(input.shape)), reduction, count)
+    return loss, NllCtx(input.shape, t, valid, wt, reduction, count)
+
+
+def nll_loss_backward(grad_loss: np.ndarray, ctx: NllCtx) -> tuple[np.ndarray]:
+    M = ctx.t.size
+    C = ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]
+    g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
+    grad = np.zeros((M, C), dtype=ctx.wt.dtype)
+    rows = np.flatnonzero(ctx.valid)
+    with np.errstate(invalid="ignore"):  # a zero weight times an inf g (divisor 0) is nan, as in PyTorch
+        grad[rows, ctx.t[rows]] = -(ctx.wt[rows] * g[rows])
+    return (_unrows(grad, ctx.shape),)
+
+
+# ---- pointwise regression losses ------------------------------------------------------------------
+class PointwiseCtx(NamedTuple):
+    slope: np.ndarray  # d loss_j / d input_j, elementwise
+    reduction: str
+    divisor: int
+
+
+def _pointwise_backward(grad_loss: np.ndarray, ctx: PointwiseCtx) -> tuple[np.ndarray]:
+    return (np.asarray(_scale(grad_loss, ctx.reduction, ctx.divisor) * ctx.slope, dtype=ctx.slope.dtype),)
+
+
+def mse_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) -> tuple[np.ndarray, PointwiseCtx]:
+    """Squared error, PyTorch's ``F.mse_loss``. input, target: any shape, the same.
+
+        loss_j = (x_j - y_j)**2;  mean = sum_j loss_j / numel (nan for an empty input)
+    Backward: dL/dx_j = 2 * (x_j - y_j) * g_j.
+    """
+    d = input - target
+    return _reduce(d * d, reduction, d.size), PointwiseCtx(2 * d, reduction, d.size)
+
+
+def l1_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) -> tuple[np.ndarray, PointwiseCtx]:
+    """Absolute error, PyTorch's ``F.l1_loss``. input, target: any shape, the same.
+
+        loss_j = |x_j - y_j|
+    Backward: dL/dx_j = sign(x_j - y_j) * g_j, with sign(0) = 0 (autograd's abs).
+    """
+    d = input - target
+    return _reduce(np.abs(d), reduction, d.size), PointwiseCtx(np.sign(d), reduction, d.size)
+
+
+def smooth_l1_loss_forward(
+    input: np.ndarray, target: np.ndarray, *, reduction: str, beta: float
+) -> tuple[np.ndarray, PointwiseCtx]:
+    """Huber-like loss, PyTorch's ``F.smooth_l1_loss``. input, target: any shape, the same.
+
+        loss_j = 0.5 * d_j**2 / beta  if |d_j| < beta,  else |d_j| - 0.5 * beta,   d = x - y
+    (beta = 0 is l1_loss, as PyTorch routes it.)
+    Backward: dL/dx_j = g_j * (d_j / beta if |d_j| < beta else sign(d_j)); at |d| = beta
+    both give sign(d), and at d = 0 with beta = 0, sign(0) = 0.
+    """
+    d = input - target
+    a = np.abs(d)
+    beta = float(beta)
+    if beta == 0:
+        return l1_loss_forward(input, target, reduction=reduction)
+    inside = a < beta
+    per = np.where(inside, 0.5 * d * d / beta, a - 0.5 * beta).astype(d.dtype)
+    slope = np.where(inside, d / beta, np.sign(d)).astype(d.dtype)
+    return _reduce(per, reduction, d.size), PointwiseCtx(slope, reduction, d.size)
+
+
+# ---- binary cross entropy ----------------------------------------------------------------------
+def binary_cross_entropy_forward(
+    input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, *, reduction: str
+) -> tuple[np.ndarray, PointwiseCtx]:
+    """Binary cross entropy of probabilities, PyTorch's ``F.binary_cross_entropy``.
+
+    input, target: any shape, the same, values in [0, 1]; weight broadcasts to it.
+
+        loss_j = w_j * ((y_j - 1) * max(log1p(-x_j), -100) - y_j * max(log(x_j), -100))
+        mean   = sum_j loss_j / numel
+    Backward (PyTorch's formula, not autograd through the clamp):
+        dL/dx_j = g_j * w_j * (x_j - y_j) / max(x_j * (1 - x_j), 1e-12)
+    """
+    x, y = input, target
+    with np.errstate(divide="ignore"):
+        log_x = np.maximum(np.log(x), BCE_LOG_CLAMP)
+        log_1mx = np.maximum(np.log1p(-x), BCE_LOG_CLAMP)
+    per = (y - 1) * log_1mx - y * log_x
+    slope = (x - y) / np.maximum((1 - x) * x, x.dtype.type(BCE_EPSILON))
+    if weight is not None:
+        per = per * weight
+        slope = slope * weight
+    return _reduce(per, reduction, x.size), PointwiseCtx(slope, reduction, x.size)
+
+
+def binary_cross_entropy_with_logits_forward(
+    input: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None,
+    pos_weight: np.ndarray | None,
+    *,
+    reduction: str,
+) -> tuple[np.ndarray, PointwiseCtx]:
+    """Binary cross entropy of logits, PyTorch's ``F.binary_cross_entropy_with_logits``.
+
+    input, target: any shape, the same; weight and pos_weight (p) broadcast to it.
+    With the stable log-sigmoid logsig(x) = min(x, 0) - log1p(exp(-|x|)) and l = 1 + (p - 1) y:
+
+        loss_j = w_j * ((1 - y_j) * x_j - l_j * logsig(x_j))
+    Backward (PyTorch's formula): dL/dx_j = g_j * w_j * ((p y_j + 1 - y_j) * sigmoid(x_j) - p y_j).
+    """
+    x, y = input, target
+    log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+    # sigmoid without overflow: exp of a non-positive number only
+    e = np.exp(-np.abs(x))
+    sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    if pos_weight is None:
+        per = (1 - y) * x - log_sigmoid
+        slope = sigmoid - y
+    else:
+        per = (1 - y) * x - (1 + (pos_weight - 1) * y) * log_sigmoid
+        py = pos_weight * y
+        slope = (py + 1 - y) * sigmoid - py
+    if weight is not None:
+        per = per * weight
+        slope = slope * weight
+    return _reduce(per, reduction, x.size), PointwiseCtx(slope, reduction, x.size)
+
+
+# ---- registration ------------------------------------------------------------------------------
+registry.set_validator("cross_entropy", validate_cross_entropy)
+registry.register("cross_entropy", "reference", cross_entropy_reference_forward, cross_entropy_reference_backward)
+registry.register("cross_entropy", "fast", cross_entropy_fast_forward, cross_entropy_fast_backward)
+
+registry.set_validator("nll_loss", validate_nll_loss)
+registry.register("nll_loss", "reference", nll_loss_forward, nll_loss_backward)
+
+for _op, _forward in (
+    ("mse_loss", mse_loss_forward),
+    ("l1_loss", l1_loss_forward),
+):
+    registry.set_validator(_op, _validate_pointwise(_op))
+    registry.register(_op, "reference", _forward, _pointwise_backward)
+
+registry.set_validator("smooth_l1_loss", validate_smooth_l1_loss)
+registry.register("smooth_l1_loss", "reference", smooth_l1_loss_forward, _pointwise_backward)
+
+registry.set_validator("binary_cross_entropy", validate_binary_cross_entropy)
+registry.register("binary_cross_entropy", "reference", binary_cross_entropy_forward, _pointwise_backward)
+
+registry.set_validator("binary_cross_entropy_with_logits", validate_binary_cross_entropy_with_logits)
+registry.register(
+    "binary_cross_entropy_with_logits", "reference", binary_cross_entropy_with_logits_forward, _pointwise_backward
+)
+
+__all__ = ["FLOAT_DTYPES", "REDUCTIONS", "check_label_smoothing", "check_reduction"]
