@@ -25,7 +25,8 @@ from refcnn import testing
 from . import tolerance
 
 REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
-ACCEPTED_ERRORS = (ValueError, TypeError, RuntimeError)
+# IndexError too: PyTorch raises it for a dim out of range, and refcnn mirrors it (from a raise statement)
+ACCEPTED_ERRORS = (ValueError, TypeError, RuntimeError, IndexError)
 
 
 # ---- tallies ------------------------------------------------------------------------------
