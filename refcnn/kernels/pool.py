@@ -1,1 +1,749 @@
-"""(being written)"""
+"""Pooling kernels: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d.
+
+Every op takes ``x`` of shape (N, C, H, W) (N may be 0; C, H, W may not) and config
+arguments already normalised to pairs ``(h, w)``; the modules add the batch axis of an
+unbatched (C, H, W) input. Each has a ``reference`` implementation (PyTorch's CPU kernel
+written as plain loops) and a ``fast`` one (the default: strided views of the input, one
+NumPy pass per kernel offset, no loop over pixels or batch items).
+
+Output sizes follow PyTorch's ``pooling_output_shape`` (see :func:`pooling_output_size`).
+The validators reject exactly what PyTorch rejects for float input, each with refcnn's own
+message quoting the values.
+
+Max pooling follows PyTorch's scan exactly, which fixes ties, NaN and ``-inf``: the window
+is scanned row by row (the kernel row ``p`` outer, the column ``q`` inner), a value
+replaces the running maximum if it is greater or NaN, and the running index starts at the
+window's first position inside the input on both axes. So ties go to the first maximum,
+the *last* NaN of a window wins, and a window of ``-inf`` points at its first element.
+``ctx.indices`` are PyTorch's flat indices ``ih * W + iw`` into each (n, c) plane (int64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from ._checks import check_float, check_pair
+
+Pair = tuple[int, int]
+
+
+# ---- shapes ---------------------------------------------------------------------------------
+def pooling_output_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's ``pooling_output_shape`` along one axis:
+
+        out = floor_or_ceil((size + 2*pad - dilation*(kernel - 1) - 1) / stride) + 1
+
+    and in ceil mode a last window that would start in the right padding (at or past
+    ``size + pad``) is dropped. May return a value < 1 (the validators reject it).
+    """
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _output_hw(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool) -> Pair:
+    H, W = x.shape[2], x.shape[3]
+    H_out = pooling_output_size(H, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    W_out = pooling_output_size(W, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    return H_out, W_out
+
+
+def adaptive_bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive bins along one axis: bin i covers [start_i, end_i) with
+    start_i = floor(i * size / out) and end_i = ceil((i + 1) * size / out). Bins may
+    overlap and may differ in length by more than one when out > size."""
+    i = np.arange(out, dtype=np.int64)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    return start, end
+
+
+# ---- validators -----------------------------------------------------------------------------
+def _check_x(op: str, x: Any) -> None:
+    check_float(op, "x", x, 4)
+    if 0 in x.shape[1:]:
+        raise ValueError(
+            f"{op}: x must be (N, C, H, W) with non-zero C, H and W (only N may be 0), got shape {x.shape}"
+        )
+
+
+def _check_bool(op: str, name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+
+
+def _check_window(
+    op: str, x: np.ndarray, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any
+) -> None:
+    """Checks shared by max_pool2d and avg_pool2d (PyTorch's pool2d_shape_check)."""
+    _check_x(op, x)
+    check_pair(op, "kernel_size", kernel_size, 1)
+    check_pair(op, "stride", stride, 1)
+    check_pair(op, "padding", padding, 0)
+    check_pair(op, "dilation", dilation, 1)
+    _check_bool(op, "ceil_mode", ceil_mode)
+    # PyTorch checks pad <= kernel_size // 2 (the plain kernel, even when dilated).
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(
+            f"{op}: padding must be at most half the kernel size (padding <= kernel_size // 2 on each "
+            f"axis), got padding={padding}, kernel_size={kernel_size}"
+        )
+    H_out, W_out = _output_hw(x, kernel_size, stride, padding, dilation, ceil_mode)
+    if H_out < 1 or W_out < 1:
+        C, H, W = x.shape[1:]
+        extra = f", dilation={dilation}" if op == "max_pool2d" else ""
+        raise ValueError(
+            f"{op}: given input size (C, H, W) = ({C}, {H}, {W}), calculated output size "
+            f"({C}, {H_out}, {W_out}) is too small (kernel_size={kernel_size}, stride={stride}, "
+            f"padding={padding}{extra}, ceil_mode={ceil_mode})"
+        )
+
+
+def validate_max_pool2d(x: Any, *, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any) -> None:
+    _check_window("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def validate_avg_pool2d(
+    x: Any,
+    *,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: Any,
+    count_include_pad: Any,
+    divisor_override: Any,
+) -> None:
+    op = "avg_pool2d"
+    _check_window(op, x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    _check_bool(op, "count_include_pad", count_include_pad)
+    if divisor_override is not None:
+        if not isinstance(divisor_override, (int, np.integer)) or isinstance(divisor_override, (bool, np.bool_)):
+            raise TypeError(f"{op}: divisor_override must be None or an int, got {divisor_override!r}")
+        if divisor_override == 0:
+            raise ValueError(f"{op}: divisor_override must not be zero, got {divisor_override}")
+
+
+def _validate_adaptive(op: str, x: Any, output_size: Any) -> None:
+    _check_x(op, x)
+    check_pair(op, "output_size", output_size, 0)
+
+
+def validate_adaptive_avg_pool2d(x: Any, *, output_size: Any) -> None:
+    _validate_adaptive("adaptive_avg_pool2d", x, output_size)
+
+
+def validate_adaptive_max_pool2d(x: Any, *, output_size: Any) -> None:
+    _validate_adaptive("adaptive_max_pool2d", x, output_size)
+
+
+# ---- max_pool2d -------------------------------------------------------------------------------
+@dataclass
+class MaxPoolCtx:
+    """What max_pool2d's backward needs: the input's shape and the selected flat indices."""
+
+    x_shape: tuple[int, ...]
+    indices: np.ndarray
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair
+    dilation: Pair
+
+
+def _first_inside(out: int, stride: int, pad: int, dilation: int) -> np.ndarray:
+    """Per output position along one axis, the first kernel offset whose input position
+    ``o*stride - pad + p*dilation`` is >= 0 (PyTorch's ``while (ih0 < 0) ih0 += dilation``)."""
+    start = np.arange(out, dtype=np.int64) * stride - pad
+    return np.maximum(0, -(start // dilation))
+
+
+def max_pool2d_reference_forward(
+    x: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
+) -> tuple[np.ndarray, MaxPoolCtx]:
+    """Max over dilated windows (PyTorch's MaxPool2d), as PyTorch's CPU loop.
+
+        y[n, c, i, j] = max_{p, q} x_pad[n, c, i*sH + p*dH, j*sW + q*dW]     (x_pad: -inf padding)
+        indices[n, c, i, j] = ih * W + iw of the selected element
+
+    Shapes: x (N, C, H, W), y and indices (N, C, H_out, W_out),
+            H_out = pooling_output_size(H, kH, sH, pH, dH, ceil_mode), likewise W_out.
+    Scan: row-major over the window; a value wins if it is greater than the running max or
+    NaN; the running index starts at the first position at or after the window's start
+    on both axes, so a window of -inf (or with no element inside the input, possible with
+    dilation) keeps it.
+    Backward: gx[n, c].flat[indices[n, c, i, j]] += gy[n, c, i, j], for windows that hold
+    at least one input element (an empty window's output is a constant -inf).
+    """
+    N, C, H, W = x.shape
+    kH, kW = kernel_size
+    sH, sW = stride
+    pH, pW = padding
+    dH, dW = dilation
+    H_out, W_out = _output_hw(x, kernel_size, stride, padding, dilation, ceil_mode)
+    y = np.empty((N, C, H_out, W_out), dtype=x.dtype)
+    indices = np.empty((N, C, H_out, W_out), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    ih0, iw0 = i * sH - pH, j * sW - pW
+                    while ih0 < 0:
+                        ih0 += dH
+                    while iw0 < 0:
+                        iw0 += dW
+                    best, best_index = -np.inf, ih0 * W + iw0
+                    for p in range(kH):
+                        ih = i * sH - pH + p * dH
+                        for q in range(kW):
+                            iw = j * sW - pW + q * dW
+                            if 0 <= ih < H and 0 <= iw < W:
+                                v = x[n, c, ih, iw]
+                                if v > best or np.isnan(v):
+                                    best, best_index = v, ih * W + iw
+                    y[n, c, i, j] = best
+                    indices[n, c, i, j] = best_index
+    return y, MaxPoolCtx(x.shape, indices, kernel_size, stride, padding, dilation)
+
+
+def max_pool2d_reference_backward(grad_y: np.ndarray, ctx: MaxPoolCtx) -> tuple[np.ndarray]:
+    N, C, H, W = ctx.x_shape
+    kH, kW = ctx.kernel_size
+    sH, sW = ctx.stride
+    pH, pW = ctx.padding
+    dH, dW = ctx.dilation
+    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(grad_y.shape[2]):
+                for j in range(grad_y.shape[3]):
+                    # the selected element, if the window holds it (an empty window does not)
+                    for p in range(kH):
+                        ih = i * sH - pH + p * dH
+                        for q in range(kW):
+                            iw = j * sW - pW + q * dW
+                            if 0 <= ih < H and 0 <= iw < W and ih * W + iw == ctx.indices[n, c, i, j]:
+                                grad_x[n, c, ih, iw] += grad_y[n, c, i, j]
+    return (grad_x,)
+
+
+class FastMaxPoolCtx:
+    """The fast forward's context: the selected kernel offset ``code = p*kW + q`` of every
+    output (int8/int16/int32), from which PyTorch's flat indices are derived on demand."""
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        code: np.ndarray,
+        kernel_size: Pair,
+        stride: Pair,
+        padding: Pair,
+        dilation: Pair,
+        padded_hw: Pair,
+        empty: np.ndarray | None,
+    ) -> None:
+        self.x_shape = x_shape
+        self.code = code
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.padded_hw = padded_hw
+        self.empty = empty  # (H_out, W_out) bool: windows with no input element, or None
+        self._indices: np.ndarray | None = None
+
+    @property
+    def indices(self) -> np.ndarray:
+        """PyTorch's flat indices: ih * W + iw with ih = i*sH - pH + p*dH, iw = j*sW - pW + q*dW,
+        i.e. a per-window base (i*sH - pH)*W + (j*sW - pW) plus a per-offset step looked up
+        by code = p*kW + q."""
+        if self._indices is None:
+            H_out, W_out = self.code.shape[2:]
+            (kH, kW), (sH, sW), (pH, pW), (dH, dW) = self.kernel_size, self.stride, self.padding, self.dilation
+            W = self.x_shape[3]
+            o = np.arange(kH * kW, dtype=np.int64)
+            step = (o // kW) * dH * W + (o % kW) * dW
+            base = (np.arange(H_out) * sH - pH)[:, None] * W + (np.arange(W_out) * sW - pW)[None, :]
+            self._indices = np.take(step, self.code) + base
+        return self._indices
+
+
+def _offset_view(a: np.ndarray, p: int, q: int, out_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """a[:, :, p*dH + i*sH, q*dW + j*sW] for all (i, j) < out_hw, as a strided view."""
+    (H_out, W_out), (sH, sW), (dH, dW) = out_hw, stride, dilation
+    return a[:, :, p * dH : p * dH + (H_out - 1) * sH + 1 : sH, q * dW : q * dW + (W_out - 1) * sW + 1 : sW]
+
+
+def _padded_hw(x_hw: Pair, out_hw: Pair, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
+    """Rows/columns of the padded input every window fits in (ceil mode may reach past the
+    right padding)."""
+    return (
+        max(padding[0] + x_hw[0], (out_hw[0] - 1) * stride[0] + (kernel_size[0] - 1) * dilation[0] + 1),
+        max(padding[1] + x_hw[1], (out_hw[1] - 1) * stride[1] + (kernel_size[1] - 1) * dilation[1] + 1),
+    )
+
+
+def max_pool2d_fast_forward(
+    x: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
+) -> tuple[np.ndarray, FastMaxPoolCtx]:
+    """Max pooling as one pass per kernel offset (same math as the reference).
+
+    The input is padded with -inf (only when a window reaches outside it); for each kernel
+    offset (p, q), in PyTorch's scan order, the strided view ``x_pad[:, :, p*dH::sH,
+    q*dW::sW]`` holds that offset's element of every window at once. A running maximum
+    (np.maximum, which propagates NaN) and the running winning offset ``code`` (updated
+    where the view is strictly greater, branch-free in int8 arithmetic) are updated per
+    offset. Padding never wins (-inf is not > -inf), so ``code`` starts at each window's
+    first offset inside the input, as PyTorch's index does. Windows whose maximum is NaN
+    get the last NaN's offset in a second pass that only runs if the output has a NaN.
+    """
+    N, C, H, W = x.shape
+    kH, kW = kernel_size
+    out_hw = _output_hw(x, kernel_size, stride, padding, dilation, ceil_mode)
+    H_out, W_out = out_hw
+    Hp, Wp = _padded_hw((H, W), out_hw, kernel_size, stride, padding, dilation)
+    padded = (Hp, Wp) != (H, W)
+    if padded:
+        xp = np.full((N, C, Hp, Wp), -np.inf, dtype=x.dtype)
+        xp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W] = x
+    else:
+        xp = x
+    code_dtype = np.int8 if kH * kW <= 127 else (np.int16 if kH * kW <= 32767 else np.int32)
+    p0 = _first_inside(H_out, stride[0], padding[0], dilation[0])
+    q0 = _first_inside(W_out, stride[1], padding[1], dilation[1])
+    if p0.any() or q0.any():
+        start = (p0[:, None] * kW + q0[None, :]).astype(code_dtype)
+        code = np.broadcast_to(start, (N, C, H_out, W_out)).copy()  # C order (np.array would keep odd strides)
+        y = np.full((N, C, H_out, W_out), -np.inf, dtype=x.dtype)
+        first = 0
+    else:  # every window starts inside the input: offset (0, 0) is the first candidate
+        code = np.zeros((N, C, H_out, W_out), dtype=code_dtype)
+        y = _offset_view(xp, 0, 0, out_hw, stride, dilation).copy()
+        first = 1
+    for o in range(first, kH * kW):
+        v = _offset_view(xp, o // kW, o % kW, out_hw, stride, dilation)
+        wins = v > y
+        np.maximum(y, v, out=y)
+        code += wins * (code_dtype(o) - code)  # code = o where wins, without a branchy masked write
+    if np.isnan(y).any():  # the last NaN of each NaN window wins, as in PyTorch's scan
+        has_nan = np.isnan(y)
+        for o in range(kH * kW):
+            v = _offset_view(xp, o // kW, o % kW, out_hw, stride, dilation)
+            code[has_nan & np.isnan(v)] = o
+    # a window can hold no input element (dilation skipping over a small input): it yields
+    # -inf, its index points outside it, and it passes no gradient
+    empty_rows = (np.arange(H_out) * stride[0] - padding[0] + p0 * dilation[0]) >= H
+    empty_cols = (np.arange(W_out) * stride[1] - padding[1] + q0 * dilation[1]) >= W
+    empty = (empty_rows[:, None] | empty_cols[None, :]) if empty_rows.any() or empty_cols.any() else None
+    return y, FastMaxPoolCtx(x.shape, code, kernel_size, stride, padding, dilation, (Hp, Wp), empty)
+
+
+def max_pool2d_fast_backward(grad_y: np.ndarray, ctx: FastMaxPoolCtx) -> tuple[np.ndarray]:
+    """Scatter gy to the selected elements, two ways.
+
+    Windows apart on both axes (no element in two windows): for each kernel offset o, the
+    outputs that selected o write their gradient into the strided view of offset o of a
+    padded gradient buffer (distinct outputs of one offset hit distinct positions), and the
+    padding, where an empty window's choice lies, is cropped off. Overlapping windows: one
+    np.bincount over the flat positions (n*C + c)*H*W + index, weighted by gy
+    (accumulated in float64, rounded once), empty windows weighted 0.
+    """
+    N, C, H, W = ctx.x_shape
+    kH, kW = ctx.kernel_size
+    (sH, sW), (pH, pW), (dH, dW) = ctx.stride, ctx.padding, ctx.dilation
+    if not (sH >= (kH - 1) * dH + 1 and sW >= (kW - 1) * dW + 1):
+        planes = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)
+        flat, weights = planes + ctx.indices, grad_y
+        if ctx.empty is not None:
+            flat, weights = np.where(ctx.empty, 0, flat), np.where(ctx.empty, 0, grad_y)
+        grad_x = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=N * C * H * W)
+        return (grad_x.reshape(ctx.x_shape).astype(grad_y.dtype),)
+    out_hw = grad_y.shape[2:]
+    Hp, Wp = ctx.padded_hw
+    gxp = np.zeros((N, C, Hp, Wp), dtype=grad_y.dtype)
+    finite = bool(np.isfinite(grad_y).all())
+    for o in range(kH * kW):
+        view = _offset_view(gxp, o // kW, o % kW, out_hw, ctx.stride, ctx.dilation)
+        chosen = ctx.code == o
+        if finite:
+            np.multiply(grad_y, chosen, out=view)
+        else:  # inf * 0 would be NaN: a masked write instead
+            np.copyto(view, grad_y, where=chosen)
+    if (Hp, Wp) == (H, W):
+        return (gxp,)
+    return (np.ascontiguousarray(gxp[:, :, pH : pH + H, pW : pW + W]),)
+
+
+# ---- avg_pool2d -------------------------------------------------------------------------------
+@dataclass
+class AvgPoolCtx:
+    """What avg_pool2d's backward needs: the input's shape, the config and the divisors."""
+
+    x_shape: tuple[int, ...]
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair
+    divisor: np.ndarray  # (H_out, W_out), float64
+
+
+def _avg_divisor(
+    H: int,
+    W: int,
+    out_hw: Pair,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> np.ndarray:
+    """PyTorch's divide_factor per output position, shape (H_out, W_out):
+    divisor_override if given; else with count_include_pad the window's size clipped to
+    the padded input (a ceil-mode window past the right padding counts only what is inside
+    it); else the number of input elements in the window."""
+    if divisor_override is not None:
+        return np.full(out_hw, float(divisor_override))
+
+    def one_axis(out: int, size: int, k: int, s: int, pad: int) -> np.ndarray:
+        start = np.arange(out, dtype=np.int64) * s - pad
+        end = np.minimum(start + k, size + pad)
+        if count_include_pad:
+            return end - start
+        return np.minimum(end, size) - np.maximum(start, 0)
+
+    rows = one_axis(out_hw[0], H, kernel_size[0], stride[0], padding[0])
+    cols = one_axis(out_hw[1], W, kernel_size[1], stride[1], padding[1])
+    return (rows[:, None] * cols[None, :]).astype(np.float64)
+
+
+def avg_pool2d_reference_forward(
+    x: np.ndarray,
+    *,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> tuple[np.ndarray, AvgPoolCtx]:
+    """Average over windows (PyTorch's AvgPool2d), as PyTorch's CPU loop.
+
+        y[n, c, i, j] = (sum_{ih, iw in window(i, j), inside x} x[n, c, ih, iw]) / D[i, j]
+        window(i, j) = rows [i*sH - pH, min(i*sH - pH + kH, H + pH)), likewise columns
+
+    D = divisor_override if given, else the window's size (count_include_pad, padding
+    counted, the part past the right padding not) or its number of input elements.
+    Shapes: x (N, C, H, W), y (N, C, H_out, W_out), H_out = pooling_output_size(H, kH,
+    sH, pH, 1, ceil_mode), likewise W_out.
+    Backward: gx[n, c, ih, iw] = sum over the windows (i, j) holding (ih, iw) of
+    gy[n, c, i, j] / D[i, j].
+    """
+    N, C, H, W = x.shape
+    kH, kW = kernel_size
+    sH, sW = stride
+    pH, pW = padding
+    H_out, W_out = _output_hw(x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    divisor = _avg_divisor(H, W, (H_out, W_out), kernel_size, stride, padding, count_include_pad, divisor_override)
+    y = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    total = x.dtype.type(0)
+                    for ih in range(max(i * sH - pH, 0), min(i * sH - pH + kH, H)):
+                        for iw in range(max(j * sW - pW, 0), min(j * sW - pW + kW, W)):
+                            total += x[n, c, ih, iw]
+                    y[n, c, i, j] = total / x.dtype.type(divisor[i, j])
+    return y, AvgPoolCtx(x.shape, kernel_size, stride, padding, divisor)
+
+
+def avg_pool2d_reference_backward(grad_y: np.ndarray, ctx: AvgPoolCtx) -> tuple[np.ndarray]:
+    N, C, H, W = ctx.x_shape
+    kH, kW = ctx.kernel_size
+    sH, sW = ctx.stride
+    pH, pW = ctx.padding
+    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(grad_y.shape[2]):
+                for j in range(grad_y.shape[3]):
+                    share = grad_y[n, c, i, j] / grad_y.dtype.type(ctx.divisor[i, j])
+                    for ih in range(max(i * sH - pH, 0), min(i * sH - pH + kH, H)):
+                        for iw in range(max(j * sW - pW, 0), min(j * sW - pW + kW, W)):
+                            grad_x[n, c, ih, iw] += share
+    return (grad_x,)
+
+
+def avg_pool2d_fast_forward(
+    x: np.ndarray,
+    *,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> tuple[np.ndarray, AvgPoolCtx]:
+    """Window sums are separable: the input is zero-padded, summed over the kH kernel rows
+    (one strided view per row offset, stride sH), then over the kW kernel columns (stride
+    sW), and divided by the per-position divisor. kH + kW passes instead of kH * kW."""
+    N, C, H, W = x.shape
+    kH, kW = kernel_size
+    sH, sW = stride
+    pH, pW = padding
+    out_hw = _output_hw(x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    H_out, W_out = out_hw
+    divisor = _avg_divisor(H, W, out_hw, kernel_size, stride, padding, count_include_pad, divisor_override)
+    Hp, Wp = _padded_hw((H, W), out_hw, kernel_size, stride, padding, (1, 1))
+    if (Hp, Wp) != (H, W):
+        xp = np.zeros((N, C, Hp, Wp), dtype=x.dtype)
+        xp[:, :, pH : pH + H, pW : pW + W] = x
+    else:
+        xp = x
+    rows = xp[:, :, 0 : (H_out - 1) * sH + 1 : sH].copy()
+    for p in range(1, kH):
+        rows += xp[:, :, p : p + (H_out - 1) * sH + 1 : sH]
+    y = rows[..., 0 : (W_out - 1) * sW + 1 : sW].copy()
+    for q in range(1, kW):
+        y += rows[..., q : q + (W_out - 1) * sW + 1 : sW]
+    y /= divisor.astype(x.dtype)
+    return y, AvgPoolCtx(x.shape, kernel_size, stride, padding, divisor)
+
+
+def avg_pool2d_fast_backward(grad_y: np.ndarray, ctx: AvgPoolCtx) -> tuple[np.ndarray]:
+    """The forward's separable sums transposed: gy / D is spread over the kW column offsets
+    (adds into strided views), then over the kH row offsets; the padding is cropped."""
+    N, C, H, W = ctx.x_shape
+    kH, kW = ctx.kernel_size
+    sH, sW = ctx.stride
+    pH, pW = ctx.padding
+    H_out, W_out = grad_y.shape[2:]
+    Hp, Wp = _padded_hw((H, W), (H_out, W_out), ctx.kernel_size, ctx.stride, ctx.padding, (1, 1))
+    share = grad_y / ctx.divisor.astype(grad_y.dtype)
+    rows = np.zeros((N, C, H_out, Wp), dtype=grad_y.dtype)
+    for q in range(kW):
+        rows[..., q : q + (W_out - 1) * sW + 1 : sW] += share
+    gxp = np.zeros((N, C, Hp, Wp), dtype=grad_y.dtype)
+    for p in range(kH):
+        gxp[:, :, p : p + (H_out - 1) * sH + 1 : sH] += rows
+    if (Hp, Wp) == (H, W):
+        return (gxp,)
+    return (np.ascontiguousarray(gxp[:, :, pH : pH + H, pW : pW + W]),)
+
+
+# ---- adaptive_avg_pool2d ----------------------------------------------------------------------
+@dataclass
+class AdaptiveCtx:
+    """What the adaptive ops' backward needs: the input's shape (and, for max, the indices)."""
+
+    x_shape: tuple[int, ...]
+    indices: np.ndarray | None = None
+
+
+def adaptive_avg_pool2d_reference_forward(x: np.ndarray, *, output_size: Pair) -> tuple[np.ndarray, AdaptiveCtx]:
+    """Average over PyTorch's adaptive bins (AdaptiveAvgPool2d).
+
+        y[n, c, i, j] = (sum_{ih in [h0_i, h1_i), iw in [w0_j, w1_j)} x[n, c, ih, iw]) / ((h1_i - h0_i) * (w1_j - w0_j))
+        h0_i = floor(i*H/H_out), h1_i = ceil((i+1)*H/H_out), likewise w0_j, w1_j
+
+    Shapes: x (N, C, H, W), y (N, C, H_out, W_out) with (H_out, W_out) = output_size.
+    Backward: gx[n, c, ih, iw] = sum over the bins (i, j) holding (ih, iw) of
+    gy[n, c, i, j] / (bin size).
+    """
+    N, C, H, W = x.shape
+    H_out, W_out = output_size
+    h0, h1 = adaptive_bins(H, H_out)
+    w0, w1 = adaptive_bins(W, W_out)
+    y = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    total = x.dtype.type(0)
+                    for ih in range(h0[i], h1[i]):
+                        for iw in range(w0[j], w1[j]):
+                            total += x[n, c, ih, iw]
+                    y[n, c, i, j] = total / x.dtype.type((h1[i] - h0[i]) * (w1[j] - w0[j]))
+    return y, AdaptiveCtx(x.shape)
+
+
+def adaptive_avg_pool2d_reference_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+    N, C, H, W = ctx.x_shape
+    H_out, W_out = grad_y.shape[2:]
+    h0, h1 = adaptive_bins(H, H_out)
+    w0, w1 = adaptive_bins(W, W_out)
+    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    share = grad_y[n, c, i, j] / grad_y.dtype.type((h1[i] - h0[i]) * (w1[j] - w0[j]))
+                    for ih in range(h0[i], h1[i]):
+                        for iw in range(w0[j], w1[j]):
+                            grad_x[n, c, ih, iw] += share
+    return (grad_x,)
+
+
+def _bin_sums(a: np.ndarray, start: np.ndarray, end: np.ndarray, axis: int) -> np.ndarray:
+    """sum(a[..., start[i]:end[i], ...]) along ``axis`` for every bin i, bins possibly
+    overlapping, with one np.add.reduceat over the interleaved bounds
+    (start_0, end_0, start_1, ..., start_last) and every other result kept. Needs
+    start[i] < end[i] and end[-1] == a.shape[axis]."""
+    size = a.shape[axis]
+    if len(start) == 0:
+        shape = list(a.shape)
+        shape[axis] = 0
+        return np.zeros(shape, dtype=a.dtype)
+    if len(end) > 1 and end[:-1].max() >= size:  # reduceat needs bounds < size: add a zero slice
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (0, 1)
+        a = np.pad(a, pad)
+    bounds = np.empty(2 * len(start) - 1, dtype=np.intp)
+    bounds[0::2] = start
+    bounds[1::2] = end[:-1]
+    sums = np.add.reduceat(a, bounds, axis=axis)
+    keep: list[Any] = [slice(None)] * a.ndim
+    keep[axis] = slice(None, None, 2)
+    return sums[tuple(keep)]
+
+
+def _bins_holding(size: int, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every input position t along an axis, the bins holding it: [first_t, last_t)
+    (contiguous, since bins are ordered and cover the axis)."""
+    t = np.arange(size)
+    return np.searchsorted(end, t, side="right"), np.searchsorted(start, t, side="right")
+
+
+def adaptive_avg_pool2d_fast_forward(x: np.ndarray, *, output_size: Pair) -> tuple[np.ndarray, AdaptiveCtx]:
+    """Bin sums are separable: np.add.reduceat sums the row bins (axis 2), then the column
+    bins (axis 3), each one pass whatever the bin sizes; then divide by the bin sizes."""
+    H, W = x.shape[2:]
+    h0, h1 = adaptive_bins(H, output_size[0])
+    w0, w1 = adaptive_bins(W, output_size[1])
+    sums = _bin_sums(_bin_sums(x, h0, h1, axis=2), w0, w1, axis=3)
+    counts = ((h1 - h0)[:, None] * (w1 - w0)[None, :]).astype(x.dtype)
+    return sums / counts, AdaptiveCtx(x.shape)
+
+
+def adaptive_avg_pool2d_fast_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+    """The transpose: input row t receives the sum of gy / (bin size) over the bins
+    [first_t, last_t) holding it, again one reduceat per axis (over the output axes)."""
+    H, W = ctx.x_shape[2:]
+    H_out, W_out = grad_y.shape[2:]
+    if H_out == 0 or W_out == 0:
+        return (np.zeros(ctx.x_shape, dtype=grad_y.dtype),)
+    h0, h1 = adaptive_bins(H, H_out)
+    w0, w1 = adaptive_bins(W, W_out)
+    share = grad_y / ((h1 - h0)[:, None] * (w1 - w0)[None, :]).astype(grad_y.dtype)
+    rows = _bin_sums(share, *_bins_holding(H, h0, h1), axis=2)
+    return (_bin_sums(rows, *_bins_holding(W, w0, w1), axis=3),)
+
+
+# ---- adaptive_max_pool2d ----------------------------------------------------------------------
+def adaptive_max_pool2d_reference_forward(x: np.ndarray, *, output_size: Pair) -> tuple[np.ndarray, AdaptiveCtx]:
+    """Max over PyTorch's adaptive bins (AdaptiveMaxPool2d), as PyTorch's CPU loop.
+
+        y[n, c, i, j] = max_{ih in [h0_i, h1_i), iw in [w0_j, w1_j)} x[n, c, ih, iw]
+        indices[n, c, i, j] = ih * W + iw of the selected element
+
+    with the bins of adaptive_avg_pool2d and max_pool2d's scan (first maximum wins, the
+    last NaN wins, the index starts at the bin's first element).
+    Shapes: x (N, C, H, W), y and indices (N, C, H_out, W_out), (H_out, W_out) = output_size.
+    Backward: gx[n, c].flat[indices[n, c, i, j]] += gy[n, c, i, j].
+    """
+    N, C, H, W = x.shape
+    H_out, W_out = output_size
+    h0, h1 = adaptive_bins(H, H_out)
+    w0, w1 = adaptive_bins(W, W_out)
+    y = np.empty((N, C, H_out, W_out), dtype=x.dtype)
+    indices = np.empty((N, C, H_out, W_out), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    best, best_index = -np.inf, h0[i] * W + w0[j]
+                    for ih in range(h0[i], h1[i]):
+                        for iw in range(w0[j], w1[j]):
+                            v = x[n, c, ih, iw]
+                            if v > best or np.isnan(v):
+                                best, best_index = v, ih * W + iw
+                    y[n, c, i, j] = best
+                    indices[n, c, i, j] = best_index
+    return y, AdaptiveCtx(x.shape, indices)
+
+
+def adaptive_max_pool2d_reference_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+    N, C, _, W = ctx.x_shape
+    assert ctx.indices is not None
+    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(grad_y.shape[2]):
+                for j in range(grad_y.shape[3]):
+                    ih, iw = divmod(int(ctx.indices[n, c, i, j]), W)
+                    grad_x[n, c, ih, iw] += grad_y[n, c, i, j]
+    return (grad_x,)
+
+
+def adaptive_max_pool2d_fast_forward(x: np.ndarray, *, output_size: Pair) -> tuple[np.ndarray, AdaptiveCtx]:
+    """Bins are gathered into one array (N, C, H_out, W_out, kH_max, kW_max) by fancy
+    indexing, a bin shorter than the longest repeating its last row/column (a repeat comes
+    after the original in scan order, so it never changes the winner: ties go to the
+    first, and a repeated NaN is the same element). np.argmax over the flattened bin gives
+    the first maximum (and the first NaN; bins holding a NaN then take the last one)."""
+    N, C, H, W = x.shape
+    H_out, W_out = output_size
+    if 0 in (N, C, H_out, W_out):
+        shape = (N, C, H_out, W_out)
+        return np.zeros(shape, dtype=x.dtype), AdaptiveCtx(x.shape, np.zeros(shape, dtype=np.int64))
+    h0, h1 = adaptive_bins(H, H_out)
+    w0, w1 = adaptive_bins(W, W_out)
+    rows = np.minimum(h0[:, None] + np.arange((h1 - h0).max()), h1[:, None] - 1)  # (H_out, kH_max)
+    cols = np.minimum(w0[:, None] + np.arange((w1 - w0).max()), w1[:, None] - 1)  # (W_out, kW_max)
+    kw_max = cols.shape[1]
+    bins = x[:, :, rows[:, None, :, None], cols[None, :, None, :]].reshape(N, C, H_out, W_out, -1)
+    pick = np.argmax(bins, axis=-1)
+    nan_bins = np.isnan(np.take_along_axis(bins, pick[..., None], axis=-1)[..., 0])
+    if nan_bins.any():
+        last_nan = bins.shape[-1] - 1 - np.argmax(np.isnan(bins[..., ::-1]), axis=-1)
+        pick = np.where(nan_bins, last_nan, pick)
+    y = np.take_along_axis(bins, pick[..., None], axis=-1)[..., 0]
+    i = np.arange(H_out)[:, None]
+    j = np.arange(W_out)[None, :]
+    indices = rows[i, pick // kw_max] * W + cols[j, pick % kw_max]
+    return y, AdaptiveCtx(x.shape, indices.astype(np.int64))
+
+
+def adaptive_max_pool2d_fast_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+    """Bins may overlap, so the scatter-add is one np.bincount over the flat positions
+    (n*C + c)*H*W + index, weighted by gy (accumulated in float64, rounded once)."""
+    N, C, H, W = ctx.x_shape
+    assert ctx.indices is not None
+    planes = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)
+    flat = np.bincount((planes + ctx.indices).ravel(), weights=grad_y.ravel(), minlength=N * C * H * W)
+    return (flat.reshape(ctx.x_shape).astype(grad_y.dtype),)
+
+
+# ---- registration -----------------------------------------------------------------------------
+registry.set_validator("max_pool2d", validate_max_pool2d)
+registry.register("max_pool2d", "reference", max_pool2d_reference_forward, max_pool2d_reference_backward)
+registry.register("max_pool2d", "fast", max_pool2d_fast_forward, max_pool2d_fast_backward)
+
+registry.set_validator("avg_pool2d", validate_avg_pool2d)
+registry.register("avg_pool2d", "reference", avg_pool2d_reference_forward, avg_pool2d_reference_backward)
+registry.register("avg_pool2d", "fast", avg_pool2d_fast_forward, avg_pool2d_fast_backward)
+
+registry.set_validator("adaptive_avg_pool2d", validate_adaptive_avg_pool2d)
+registry.register(
+    "adaptive_avg_pool2d", "reference", adaptive_avg_pool2d_reference_forward, adaptive_avg_pool2d_reference_backward
+)
+registry.register("adaptive_avg_pool2d", "fast", adaptive_avg_pool2d_fast_forward, adaptive_avg_pool2d_fast_backward)
+
+registry.set_validator("adaptive_max_pool2d", validate_adaptive_max_pool2d)
+registry.register(
+    "adaptive_max_pool2d", "reference", adaptive_max_pool2d_reference_forward, adaptive_max_pool2d_reference_backward
+)
+registry.register("adaptive_max_pool2d", "fast", adaptive_max_pool2d_fast_forward, adaptive_max_pool2d_fast_backward)
