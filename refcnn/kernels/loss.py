@@ -122,14 +122,22 @@ def _check_input_classes(op: str, name: str, x: Any) -> int:
     return int(C)
 
 
-def _check_class_target(op: str, name: str, x: np.ndarray, target: Any, ignore_index: int) -> None:
+def _check_class_target(
+    op: str, name: str, x: np.ndarray, target: Any, ignore_index: int, probabilities: bool = False
+) -> None:
     """Class indices for input ``x``: int64/uint8, shape (N, d1, ...) (or () for a 1-D
-    ``x``), every label in [0, C) unless it equals ``ignore_index``."""
+    ``x``), every label in [0, C) unless it equals ``ignore_index``. ``probabilities``: the op
+    also takes class probabilities (so a float target of another shape gets that hint)."""
     C = x.shape[0] if x.ndim == 1 else x.shape[1]
-    if target.dtype.kind == "f":
+    if target.dtype.kind == "f" and probabilities:
         raise TypeError(
             f"{op}: a float target must hold class probabilities of the {name}' shape {x.shape}, got shape "
             f"{target.shape}; class indices must be an int64 or uint8 array of shape {_loss_shape(x.shape)}"
+        )
+    if target.dtype.kind == "f":
+        raise TypeError(
+            f"{op}: target must hold class indices, an int64 or uint8 array of shape {_loss_shape(x.shape)}, "
+            f"got dtype {target.dtype}"
         )
     if target.dtype not in CLASS_TARGET_DTYPES:
         raise TypeError(
@@ -219,7 +227,7 @@ def validate_cross_entropy(
         if ignore_index >= 0:
             raise ValueError(f"{op}: ignore_index is not supported for class-probability targets, got {ignore_index}")
     else:
-        _check_class_target(op, "logits", logits, target, ignore_index)
+        _check_class_target(op, "logits", logits, target, ignore_index, probabilities=True)
     _check_class_weight(op, logits, weight)
     prob = target if target.shape == logits.shape else None
     check_same_dtype(op, logits=logits, target=prob, weight=weight)
@@ -265,7 +273,7 @@ def validate_binary_cross_entropy(input: Any, target: Any, weight: Any, *, reduc
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
-                f"{op}: every element of {name} must be a probability in [0, 1], got {a[where]!r} at index {where}"
+                f"{op}: every element of {name} must be a probability in [0, 1], got {float(a[where])} at index {where}"
             )
 
 
