@@ -55,7 +55,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 # exact (Higham, eq. 5.7, +1 for the rounded coefficients); with the division, the two
 # exps (libm, < 1 ulp = 2 eps each, the second with an argument off by <= eps) and the
 # products, the middle interval, the worst, stays within gamma(ERFC_ROUNDINGS) * erfc.
-# Measured against mpmath (120-bit) on 17,000 points: 7.1 eps at worst.
+# Measured against mpmath (120-bit) on 17,000 points across the intervals: 6.1 eps at worst.
 ERFC_ROUNDINGS = 43
 
 _A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
