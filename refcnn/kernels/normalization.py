@@ -294,14 +294,15 @@ def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> t
 
 # ---- batch_norm: fast -----------------------------------------------------------------------
 class BatchNormCtx(NamedTuple):
-    """What the fast backward keeps: xhat (like x), rstd and weight per channel (broadcast
-    shape), whether batch statistics were used, and which grads to return."""
+    """What the fast backward keeps: xhat viewed as (N, C, L), rstd and the weight per
+    channel (C,), whether batch statistics were used, which grads to return, x's shape."""
 
     xhat: np.ndarray
     rstd: np.ndarray
     weight: np.ndarray | None
     has_bias: bool
     batch_stats: bool
+    x_shape: tuple[int, ...]
 
 
 @_ieee
@@ -318,57 +319,61 @@ def batch_norm_fast_forward(
 ) -> tuple[np.ndarray, BatchNormCtx]:
     """Batch normalisation, vectorised over every channel at once (same math as the reference).
 
-    Layout: the per-channel statistics are NumPy reductions over every axis but 1
-    ((0, 2, 3) for (N, C, H, W)) with keepdims, so mu, rstd, weight and bias are (1, C, 1, 1)
-    arrays that broadcast against x; the mean is taken first and the variance from the
-    centred values (two passes: no cancellation from E[x**2] - E[x]**2). Backward is the
+    Layout: x is viewed as (N, C, L), L = prod(*) (no copy for a contiguous x), so that each
+    per-channel sum is one ``einsum('ncl->c')`` (or ``'ncl,ncl->c'`` for a sum of products)
+    without a temporary, and per-channel vectors broadcast as (C, 1). The mean is taken
+    first and the variance from the centred values (two passes: no cancellation from
+    E[x**2] - E[x]**2); the elementwise steps reuse one buffer in place. Backward is the
     closed form dx = w * rstd * (g - (sum(g) + xhat * sum(g * xhat)) / M), two reductions.
     """
-    shape = _channel_shape(x)
-    axes = (0, *range(2, x.ndim))
+    N, C = x.shape[:2]
     use_batch = bool(training)
-    w = None if weight is None else weight.reshape(shape)
+    L = math.prod(x.shape[2:])
+    x3 = x.reshape(N, C, L)
+    M = N * L
     if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
-        return np.empty_like(x), BatchNormCtx(np.empty_like(x), np.ones(shape, x.dtype), w, bias is not None, use_batch)
+        ctx = BatchNormCtx(np.empty_like(x3), np.ones(C, x.dtype), weight, bias is not None, use_batch, x.shape)
+        return np.empty_like(x), ctx
     if use_batch:
-        M = x.size // x.shape[1]
-        mean = x.mean(axis=axes, keepdims=True)
-        xc = x - mean
-        var = (xc * xc).mean(axis=axes, keepdims=True)
+        mean = np.einsum("ncl->c", x3) / M
+        xc = x3 - mean[:, None]
+        var = np.einsum("ncl,ncl->c", xc, xc) / M
         if running_mean is not None and running_var is not None:
-            running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(-1)
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             # running_var takes the unbiased variance, as PyTorch does
-            running_var[...] = (1 - momentum) * running_var + momentum * (var.reshape(-1) * M / (M - 1))
+            running_var[...] = (1 - momentum) * running_var + momentum * (var * M / (M - 1))
     else:
         assert running_mean is not None and running_var is not None
-        xc = x - running_mean.reshape(shape)
-        var = running_var.reshape(shape)
+        xc = x3 - running_mean[:, None]
+        var = running_var
     rstd = _rsqrt(var, eps)
-    xhat = xc * rstd
-    y = xhat if w is None else xhat * w
+    xhat = xc
+    xhat *= rstd[:, None]
+    y = xhat * (1 if weight is None else weight[:, None])  # a new array: ctx keeps xhat unaliased
     if bias is not None:
-        y = y + bias.reshape(shape)
-    return y, BatchNormCtx(xhat, rstd, w, bias is not None, use_batch)
+        y += bias[:, None]
+    return y.reshape(x.shape), BatchNormCtx(xhat, rstd, weight, bias is not None, use_batch, x.shape)
 
 
 @_ieee
 def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any, Any, Any]:
-    xhat, rstd, w = ctx.xhat, ctx.rstd, ctx.weight
-    axes = (0, *range(2, xhat.ndim))
-    if xhat.size == 0:
-        gw0 = None if w is None else np.zeros(w.size, xhat.dtype)
-        return np.zeros_like(xhat), gw0, np.zeros(xhat.shape[1], xhat.dtype) if ctx.has_bias else None
-    sum_g = grad_y.sum(axis=axes, keepdims=True)
-    sum_gxhat = (grad_y * xhat).sum(axis=axes, keepdims=True)
-    scale = rstd if w is None else w * rstd
-    if ctx.batch_stats:
-        M = xhat.size // xhat.shape[1]
-        gx = scale * (grad_y - (sum_g + xhat * sum_gxhat) / M)
+    xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
+    N, C, L = xhat.shape
+    g3 = grad_y.reshape(N, C, L)
+    sum_g = np.einsum("ncl->c", g3)
+    sum_gxhat = np.einsum("ncl,ncl->c", g3, xhat)
+    scale = rstd if weight is None else weight * rstd
+    if ctx.batch_stats and xhat.size:
+        M = N * L
+        gx = xhat * (sum_gxhat / M)[:, None]
+        gx += (sum_g / M)[:, None]
+        np.subtract(g3, gx, out=gx)
+        gx *= scale[:, None]
     else:
-        gx = grad_y * scale
-    gw = None if w is None else sum_gxhat.reshape(-1)
-    gb = sum_g.reshape(-1) if ctx.has_bias else None
-    return gx, gw, gb
+        gx = g3 * scale[:, None]
+    gw = None if weight is None else sum_gxhat
+    gb = sum_g if ctx.has_bias else None
+    return gx.reshape(ctx.x_shape), gw, gb
 
 
 # ---- group_norm and layer_norm: one vectorised reference each -------------------------------
@@ -433,9 +438,9 @@ def group_norm_forward(
     shape = _channel_shape(x)
     w = None if weight is None else weight.reshape(shape)
     xhat = xhat_sets.reshape(x.shape)
-    y = xhat if w is None else xhat * w
+    y = xhat * (1 if w is None else w)  # a new array: ctx keeps xhat unaliased
     if bias is not None:
-        y = y + bias.reshape(shape)
+        y += bias.reshape(shape)
     axes = (0, *range(2, x.ndim))
     return y, NormCtx(xhat_sets, rstd, w, axes, (C,), bias is not None, x.shape)
 
@@ -464,9 +469,9 @@ def layer_norm_forward(
     B = math.prod(x.shape[: x.ndim - k])
     xhat_sets, rstd = _normalise(x.reshape(B, M), eps)
     xhat = xhat_sets.reshape(x.shape)
-    y = xhat if weight is None else xhat * weight
+    y = xhat * (1 if weight is None else weight)  # a new array: ctx keeps xhat unaliased
     if bias is not None:
-        y = y + bias
+        y += bias
     axes = tuple(range(x.ndim - k))
     return y, NormCtx(xhat_sets, rstd, weight, axes, tuple(normalized_shape), bias is not None, x.shape)
 
