@@ -64,7 +64,8 @@ def _apply(
         keep = generator.random(mask_shape) >= p  # P(keep) = 1 - p exactly
         # PyTorch's noise.div_(1 - p): 1 - p is formed in float64, rounded to x's dtype, then divides
         noise = keep.astype(x.dtype) / x.dtype.type(1.0 - p)
-    return x * noise, DropoutCtx(noise)
+    with np.errstate(invalid="ignore"):  # inf * 0 = nan silently, as PyTorch
+        return x * noise, DropoutCtx(noise)
 
 
 def dropout_forward(
@@ -92,7 +93,10 @@ def dropout2d_forward(
 
 
 def dropout_backward(grad_y: np.ndarray, ctx: DropoutCtx) -> tuple[np.ndarray]:
-    return (grad_y if ctx.noise is None else grad_y * ctx.noise,)
+    if ctx.noise is None:
+        return (grad_y,)
+    with np.errstate(invalid="ignore"):  # inf * 0 = nan silently, as PyTorch
+        return (grad_y * ctx.noise,)
 
 
 registry.set_validator("dropout", validate_dropout)
