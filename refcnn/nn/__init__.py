@@ -1,6 +1,6 @@
 """Modules with PyTorch's names, arguments and defaults, and hand-derived backward."""
 
-from . import init
+from . import activation, conv, dropout, flatten, init, linear, loss, normalization, pooling
 from .activation import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .dropout import *  # noqa: F403
@@ -12,5 +12,5 @@ from .normalization import *  # noqa: F403
 from .pooling import *  # noqa: F403
 
 __all__ = ["init", "Module", "Parameter", "Sequential"]
-for _m in (activation, conv, dropout, flatten, linear, loss, normalization, pooling):  # noqa: F405
-    __all__ += _m.__all__
+for _family in (activation, conv, dropout, flatten, linear, loss, normalization, pooling):
+    __all__ += _family.__all__
