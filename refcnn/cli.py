@@ -54,6 +54,7 @@ def train_main(args: argparse.Namespace) -> int:
         x_train, y_train = x_train[: args.train_limit], y_train[: args.train_limit]
     x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
     model = models.build(args.model, dtype=dtype)
+    opt: optim.Optimizer
     if args.optimizer == "sgd":
         opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     else:

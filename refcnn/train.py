@@ -32,7 +32,7 @@ class EpochStats:
         return asdict(self)
 
 
-def train_step(model: nn.Module, criterion: nn.Module, opt: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+def train_step(model: nn.Module, criterion: nn.CrossEntropyLoss, opt: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     """One optimisation step on a batch: returns (loss, number of correct predictions)."""
     logits = model(x)
     loss = criterion(logits, y)

@@ -121,7 +121,8 @@ def available(op: str) -> list[str]:
 def _stack() -> list[dict[str, str]]:
     if not hasattr(_local, "stack"):
         _local.stack = []
-    return _local.stack  # type: ignore[no-any-return]
+    stack: list[dict[str, str]] = _local.stack
+    return stack
 
 
 def _check_choice(op: str, impl: str) -> None:
