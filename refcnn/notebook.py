@@ -20,6 +20,8 @@ Its bugs, each fixed in ``refcnn.models.SimpleCNN``:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -142,7 +144,7 @@ class NotebookCNN:
     def __init__(self, seed=0):
         rng = np.random.default_rng(seed)
         stride = 1
-        self.layers = [
+        self.layers: list[Any] = [
             Conv2D(1, 8, 3, stride, rng),
             ReLU(),
             MaxPool2D(2, stride),  # bug 3: the pool gets the conv's stride of 1
