@@ -51,7 +51,11 @@ def load_plugin(ref: str) -> None:
 
 
 def _worker_init(plugins: list[str]) -> None:
+    import warnings
+
     import torch
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # PyTorch's deprecation notes on drawn inputs
 
     torch.set_num_threads(1)
     for p in plugins:

@@ -29,8 +29,16 @@ def _affine(case: dict[str, Any], shape: list[int]) -> tuple[np.ndarray | None, 
 
 
 def norm_terms(
-    x: torch.Tensor, w: Any, g: torch.Tensor, dims: list[int], eps: float, shape_w: list[int], grouped: Any = None,
-    centre: Any = None, var: Any = None, w_sum: list[int] | None = None,
+    x: torch.Tensor,
+    w: Any,
+    g: torch.Tensor,
+    dims: list[int],
+    eps: float,
+    shape_w: list[int],
+    grouped: Any = None,
+    centre: Any = None,
+    var: Any = None,
+    w_sum: list[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Magnitudes of the terms of the textbook normalisation (added to the mixed S), with
     xa = (|x| + mean|x|) * rstd the magnitude behind x_hat = (x - mean) * rstd:
@@ -138,14 +146,18 @@ class BatchNormSpec(OpSpec):
         eval_stats = not built.config["training"]
         centre = t["running_mean"].reshape(shape_w) if eval_stats else None
         var = t["running_var"].reshape(shape_w) if eval_stats else None
-        return norm_terms(x, t["weight"], torch.from_numpy(g), dims, built.config["eps"], shape_w, None, centre, var, dims)
+        return norm_terms(
+            x, t["weight"], torch.from_numpy(g), dims, built.config["eps"], shape_w, None, centre, var, dims
+        )
 
     def extra_checks(
         self, case: dict[str, Any], built: Built, dtype: str, impl: str, inputs: dict[str, Any], rec: core.Recorder
     ) -> None:
         if not case["training"] or not case["track"]:
             return
-        orig = {k: (v.astype(dtype).astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in built.arrays.items()}
+        orig = {
+            k: (v.astype(dtype).astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in built.arrays.items()
+        }
         t = core.to_torch(orig)
         rm, rv = t["running_mean"].clone(), t["running_var"].clone()
         F.batch_norm(t["x"], rm, rv, t["weight"], t["bias"], True, built.config["momentum"], built.config["eps"])
@@ -267,7 +279,9 @@ class LayerNormSpec(OpSpec):
         k = len(built.config["normalized_shape"])
         dims = list(range(x.dim() - k, x.dim()))
         lead = list(range(x.dim() - k))
-        return norm_terms(x, t["weight"], torch.from_numpy(g), dims, built.config["eps"], list(x.shape[-k:]), w_sum=lead)
+        return norm_terms(
+            x, t["weight"], torch.from_numpy(g), dims, built.config["eps"], list(x.shape[-k:]), w_sum=lead
+        )
 
 
 SPECS = [BatchNormSpec(), GroupNormSpec(), LayerNormSpec()]

@@ -109,7 +109,14 @@ class MaxPool2dSpec(_Window):
         super().check(case, dtype, impls, rec)
 
     def compare_forward_extra(
-        self, case: dict[str, Any], built: Built, y: Any, ctx: Any, upcast: dict[str, Any], impl: str, rec: core.Recorder
+        self,
+        case: dict[str, Any],
+        built: Built,
+        y: Any,
+        ctx: Any,
+        upcast: dict[str, Any],
+        impl: str,
+        rec: core.Recorder,
     ) -> None:
         _, idx = F.max_pool2d(torch.from_numpy(upcast["x"]), return_indices=True, **built.config)
         got = getattr(ctx, "indices", None)
@@ -168,7 +175,10 @@ class AvgPool2dSpec(_Window):
 
 def _bin_sizes(size: int, out: int) -> torch.Tensor:
     i = torch.arange(out)
-    return (torch.div((i + 1) * size + out - 1, out, rounding_mode="floor") - torch.div(i * size, out, rounding_mode="floor")).double()
+    return (
+        torch.div((i + 1) * size + out - 1, out, rounding_mode="floor")
+        - torch.div(i * size, out, rounding_mode="floor")
+    ).double()
 
 
 @st.composite
@@ -239,7 +249,14 @@ class AdaptiveMaxPool2dSpec(AdaptiveAvgPool2dSpec):
         return [*super().checks(dtype), "indices"]
 
     def compare_forward_extra(
-        self, case: dict[str, Any], built: Built, y: Any, ctx: Any, upcast: dict[str, Any], impl: str, rec: core.Recorder
+        self,
+        case: dict[str, Any],
+        built: Built,
+        y: Any,
+        ctx: Any,
+        upcast: dict[str, Any],
+        impl: str,
+        rec: core.Recorder,
     ) -> None:
         if not upcast["x"].size or 0 in built.config["output_size"]:
             return

@@ -1,0 +1,224 @@
+"""Losses: cross_entropy, nll_loss (class targets) and the pointwise losses (mse, l1,
+smooth_l1, binary_cross_entropy, binary_cross_entropy_with_logits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+
+from .. import core
+from ..core import rng_for
+from ..strategies import make_normal, seeds
+from .base import Built, OpSpec
+
+REDUCTIONS = ["mean", "mean", "sum", "none", "max"]  # "max": invalid
+
+
+@st.composite
+def _class_cases(draw: Any, op: str) -> dict[str, Any]:
+    C = draw(st.integers(1, 5))
+    layout = draw(st.sampled_from(["NC", "NC", "NCd", "C"]))
+    case = {
+        "layout": layout,
+        "N": draw(st.integers(1, 4)),
+        "C": C,
+        "d": draw(st.integers(1, 3)),
+        "weight": draw(st.booleans()),
+        "ignore_index": draw(st.sampled_from([-100, -100, 0, 1, -1])),
+        "reduction": draw(st.sampled_from(REDUCTIONS)),
+        "scale": draw(st.sampled_from([1.0, 1.0, 10.0, 1e4])),
+        "bad_target": draw(st.sampled_from([False] * 9 + [True])),  # a class index == C: rejected
+        "seed": draw(seeds),
+    }
+    if op == "cross_entropy":
+        case["label_smoothing"] = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.5]))  # 1.5: rejected
+        case["probs"] = draw(st.sampled_from([False] * 4 + [True]))
+    return case
+
+
+class ClassLossSpec(OpSpec):
+    method = "mixed"
+    grads = ("x",)
+    # PyTorch's losses are not differentiable in the class weights; a weight only scales a
+    # term, so its rounding is inside the |y| part of S.
+    jac_over = ["x", "target"]  # noqa: RUF012
+    pairs = [("ignore_index", "reduction"), ("layout", "reduction"), ("weight", "reduction")]  # noqa: RUF012
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        base = {"layout": "NC", "N": 3, "C": 4, "d": 2, "weight": True, "ignore_index": 1, "reduction": "mean",
+                "scale": 1.0, "bad_target": False, "seed": 1}  # fmt: skip
+        if op == "cross_entropy":
+            base.update(label_smoothing=0.0, probs=False)
+        self.examples = [
+            # ignore_index with class weights and the weighted mean
+            base,
+            # logits of 1e4: a naive log(sum(exp)) overflows
+            {**base, "scale": 1e4, "ignore_index": -100, "seed": 2},
+            # batch of one, every target ignored: mean of nothing is nan, as PyTorch
+            {**base, "N": 1, "C": 2, "ignore_index": 0, "weight": False, "seed": 3, "force_target": 0},
+            # unbatched (C,) logits with a () target, sum reduction
+            {**base, "layout": "C", "reduction": "sum", "seed": 4},
+            # (N, C, d) layout, no reduction
+            {**base, "layout": "NCd", "reduction": "none", "ignore_index": -100, "seed": 5},
+        ]
+        if op == "cross_entropy":
+            self.examples.append({**base, "probs": True, "ignore_index": -100, "label_smoothing": 0.1, "seed": 6})
+            self.examples.append({**base, "label_smoothing": 0.5, "reduction": "sum", "seed": 7})
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _class_cases(self.op)
+
+    def size(self, case: dict[str, Any]) -> int:
+        return case["N"] * case["C"] * case["d"]
+
+    def build(self, case: dict[str, Any]) -> Built:
+        rng = rng_for(case)
+        N, C, d = case["N"], case["C"], case["d"]
+        shape = {"NC": [N, C], "NCd": [N, C, d], "C": [C]}[case["layout"]]
+        tshape = {"NC": [N], "NCd": [N, d], "C": []}[case["layout"]]
+        x = make_normal(rng, shape, case["scale"])
+        if self.op == "nll_loss":
+            axis = 0 if case["layout"] == "C" else 1  # nll_loss takes log-probabilities
+            m = x.max(axis=axis, keepdims=True)
+            x = x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+        probs = case.get("probs", False)
+        if probs:
+            p = rng.uniform(0, 1, shape)
+            target: np.ndarray = p / p.sum(axis=0 if case["layout"] == "C" else 1, keepdims=True)
+        else:
+            target = rng.integers(0, C, tshape).astype(np.int64)
+            if "force_target" in case:
+                target[...] = case["force_target"]
+            if case["bad_target"]:
+                target.reshape(-1)[0] = C
+        w = rng.uniform(0.2, 2.0, C) if case["weight"] else None
+        cfg: dict[str, Any] = {"ignore_index": case["ignore_index"], "reduction": case["reduction"]}
+        if self.op == "cross_entropy":
+            cfg["label_smoothing"] = case["label_smoothing"]
+        torch_op = F.cross_entropy if self.op == "cross_entropy" else F.nll_loss
+
+        def fn(x: torch.Tensor, target: torch.Tensor, weight: Any) -> torch.Tensor:
+            return torch_op(x, target, weight, **cfg)
+
+        rows = N * (d if case["layout"] == "NCd" else 1) if case["layout"] != "C" else 1
+        R = (C if self.op == "cross_entropy" else 0) + rows
+        return Built({"x": x, "target": target, "weight": w}, cfg, fn, R=R)
+
+
+@st.composite
+def _pointwise_cases(draw: Any, op: str) -> dict[str, Any]:
+    case: dict[str, Any] = {
+        "shape": draw(st.lists(st.integers(1, 4), min_size=0, max_size=3)),
+        "reduction": draw(st.sampled_from(REDUCTIONS)),
+        "scale": draw(st.sampled_from([1.0, 1.0, 10.0])),
+        "kinks": draw(st.sampled_from([False] * 5 + [True])),
+        "bad_shape": draw(st.sampled_from([False] * 9 + [True])),  # target of another shape: rejected
+        "seed": draw(seeds),
+    }
+    if op == "smooth_l1_loss":
+        case["beta"] = draw(st.sampled_from([1.0, 0.5, 0.0, 2.0, -1.0]))  # -1: rejected
+    if op in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        case["weight"] = draw(st.booleans())
+    if op == "binary_cross_entropy_with_logits":
+        case["pos_weight"] = draw(st.booleans())
+    return case
+
+
+POINTWISE = {
+    "mse_loss": lambda x, target, **kw: F.mse_loss(x, target, **kw),
+    "l1_loss": lambda x, target, **kw: F.l1_loss(x, target, **kw),
+    "smooth_l1_loss": lambda x, target, **kw: F.smooth_l1_loss(x, target, **kw),
+    "binary_cross_entropy": lambda x, target, weight, **kw: F.binary_cross_entropy(x, target, weight, **kw),
+    "binary_cross_entropy_with_logits": lambda x, target, weight, pos_weight, **kw: F.binary_cross_entropy_with_logits(
+        x, target, weight, pos_weight=pos_weight, **kw
+    ),
+}
+
+
+class PointwiseLossSpec(OpSpec):
+    method = "mixed"
+    grads = ("x",)
+    jac_over = ["x", "target"]  # noqa: RUF012  (weights only scale terms: see ClassLossSpec)
+    pairs = [("reduction", "kinks"), ("reduction", "shape")]  # noqa: RUF012
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        base: dict[str, Any] = {
+            "shape": [2, 3],
+            "reduction": "mean",
+            "scale": 1.0,
+            "kinks": False,
+            "bad_shape": False,
+            "seed": 1,
+        }
+        if op == "smooth_l1_loss":
+            base["beta"] = 0.5
+        if op.startswith("binary"):
+            base["weight"] = True
+        if op == "binary_cross_entropy_with_logits":
+            base["pos_weight"] = True
+        self.examples = [
+            base,
+            {**base, "kinks": True, "reduction": "none", "seed": 2},  # x == target (and 0/1 for BCE)
+            {**base, "shape": [], "reduction": "sum", "seed": 3},  # 0-D
+        ]
+        if op == "smooth_l1_loss":
+            self.examples.append({**base, "beta": 0.0, "seed": 4})  # beta = 0 is l1_loss
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _pointwise_cases(self.op)
+
+    def build(self, case: dict[str, Any]) -> Built:
+        rng = rng_for(case)
+        shape = case["shape"]
+        if self.op == "binary_cross_entropy":
+            x = rng.uniform(0.02, 0.98, shape)
+            t = rng.uniform(0, 1, shape)
+        elif self.op == "binary_cross_entropy_with_logits":
+            x = make_normal(rng, shape, case["scale"])
+            t = rng.uniform(0, 1, shape)
+        else:
+            x = make_normal(rng, shape, case["scale"])
+            t = make_normal(rng, shape, case["scale"])
+        if case["kinks"] and x.size:
+            flat, tflat = x.reshape(-1), t.reshape(-1)
+            flat[0] = tflat[0]  # d = 0: the kink of l1 and smooth_l1
+            if self.op == "binary_cross_entropy":
+                flat[0], tflat[0] = 1.0, 1.0  # log(0) terms: PyTorch clamps the log at -100
+                if flat.size > 1:
+                    flat[1] = 0.0
+            if self.op == "smooth_l1_loss" and flat.size > 1:
+                flat[1] = tflat[1] + case["beta"]  # |d| == beta: the switch point
+        if case["bad_shape"]:
+            t = np.concatenate([t.reshape(-1), [0.5]])
+        arrays: dict[str, Any] = {"x": x, "target": t}
+        w_shape = shape[-1:] if shape else []
+        if "weight" in case:
+            arrays["weight"] = rng.uniform(0.2, 2.0, w_shape) if case["weight"] else None
+        if "pos_weight" in case:
+            arrays["pos_weight"] = rng.uniform(0.2, 3.0, w_shape) if case["pos_weight"] else None
+        cfg: dict[str, Any] = {"reduction": case["reduction"]}
+        if "beta" in case:
+            cfg["beta"] = case["beta"]
+        torch_op = POINTWISE[self.op]
+
+        def fn(**kw: Any) -> torch.Tensor:
+            return torch_op(**kw, **cfg)
+
+        R = int(np.prod(shape)) if case["reduction"] in ("mean", "sum") else 1
+        return Built(arrays, cfg, fn, R=R)
+
+    def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
+        self._kinks = bool(case["kinks"])
+        super().check(case, dtype, impls, rec)
+
+    def _fd_size(self, arrays: dict[str, Any]) -> int:
+        return 10**9 if self._kinks else super()._fd_size(arrays)
+
+
+SPECS = [ClassLossSpec("cross_entropy"), ClassLossSpec("nll_loss")] + [PointwiseLossSpec(op) for op in POINTWISE]
