@@ -84,13 +84,14 @@ class _Pool(Module):
 
     def backward(self, grad_output: Any) -> np.ndarray:
         """dL/dx from dL/dy (of the shape forward returned)."""
-        kernel, ctx, unbatched, out_shape = self._take_ctx()
+        saved = self.__dict__["_ctx"]
         grad_output = np.asarray(grad_output)
-        if grad_output.shape != out_shape:
+        if saved is not None and grad_output.shape != saved[3]:  # checked before the ctx is used up
             raise ValueError(
-                f"{type(self).__name__}.backward expected grad_output of shape {out_shape} (the output's), "
+                f"{type(self).__name__}.backward expected grad_output of shape {saved[3]} (the output's), "
                 f"got {grad_output.shape}"
             )
+        kernel, ctx, unbatched, _ = self._take_ctx()
         if unbatched:
             grad_output = grad_output[:, None] if self.channels_as_batch else grad_output[None]
         (grad_x,) = kernel.backward(grad_output, ctx)
