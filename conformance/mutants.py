@@ -1,7 +1,324 @@
-"""Deliberately broken kernels (placeholder)."""
+"""Deliberately broken kernels: each is a real implementation made wrong in one corner
+only. The suite proves it can fail by catching every one of them with the ci profile's own
+cases (``run_all``; conformance/test_mutants.py asserts the same under pytest).
 
+A mutant is registered as implementation ``mutant_<name>`` of its op for the duration of
+its run, checked exactly as a contributor's kernel would be, then removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 
-def run_all(profile: str, jobs: int) -> list[dict[str, Any]]:
-    return []
+from refcnn import kernels
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    op: str
+    description: str
+    make: Callable[[kernels.Kernel], tuple[Callable[..., Any], Callable[..., Any]]]  # base -> (forward, backward)
+    base: str = "reference"
+
+    @property
+    def impl(self) -> str:
+        return f"mutant_{self.name}"
+
+
+def _fb(base: kernels.Kernel) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    return base.forward_impl, base.backward_impl
+
+
+# ---- conv2d ---------------------------------------------------------------------------------
+def conv_stride_edge(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, weight: Any, bias: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, weight, bias, **cfg)
+        if cfg["stride"][0] > weight.shape[2] and y.shape[2] > 1:
+            y = y.copy()
+            y[:, :, -1] = 0  # the last output row lost when the stride skips past the kernel
+        return y, ctx
+
+    return forward, bwd
+
+
+def conv_groups(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, weight: Any, bias: Any, **cfg: Any) -> Any:
+        G = cfg["groups"]
+        if G > 1:  # every group convolved with the next group's filters
+            weight = np.roll(weight, weight.shape[0] // G, axis=0)
+        return fwd(x, weight, bias, **cfg)
+
+    return forward, bwd
+
+
+def conv_batch_of_one(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def backward(gy: Any, ctx: Any) -> Any:
+        gx, gw, gb = bwd(gy, ctx)
+        if gy.shape[0] == 1:
+            gw = gw * gw.dtype.type(0.5)  # an off-by-one batch average that only N=1 shows
+        return gx, gw, gb
+
+    return fwd, backward
+
+
+def conv_bias_grad_mean(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def backward(gy: Any, ctx: Any) -> Any:
+        gx, gw, gb = bwd(gy, ctx)
+        if gb is not None:
+            gb = gb / gy.dtype.type(gy.shape[0] * gy.shape[2] * gy.shape[3])  # averaged, not summed
+        return gx, gw, gb
+
+    return fwd, backward
+
+
+# ---- linear ------------------------------------------------------------------------------------
+def linear_f64_through_f32(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, weight: Any, bias: Any) -> Any:
+        if x.dtype == np.float64:  # float64 computed through float32
+            y, ctx = fwd(
+                x.astype(np.float32), weight.astype(np.float32), None if bias is None else bias.astype(np.float32)
+            )
+            _, ctx = fwd(x, weight, bias)
+            return y.astype(np.float64), ctx
+        return fwd(x, weight, bias)
+
+    return forward, bwd
+
+
+def linear_square_transposed(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def backward(gy: Any, ctx: Any) -> Any:
+        gx, gw, gb = bwd(gy, ctx)
+        if gw.shape[0] == gw.shape[1]:
+            gw = np.ascontiguousarray(gw.T)  # only a square weight hides the swapped axes
+        return gx, gw, gb
+
+    return fwd, backward
+
+
+# ---- pooling -------------------------------------------------------------------------------------
+def maxpool_zero_padding(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, **cfg)
+        (pH, pW), ceil = cfg["padding"], cfg["ceil_mode"]
+        if (pH or pW) and not ceil:  # padding with zeros instead of -inf
+            xp = np.pad(x, ((0, 0), (0, 0), (pH, pH), (pW, pW)))
+            y, _ = fwd(xp, **{**cfg, "padding": (0, 0)})
+        return y, ctx
+
+    return forward, bwd
+
+
+def avgpool_ceil_divisor(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, **cfg)
+        if cfg["ceil_mode"] and cfg["count_include_pad"] and cfg["divisor_override"] is None:
+            k = cfg["kernel_size"]  # a ceil_mode window past the padded input divided by the full kernel area
+            y, _ = fwd(x, **{**cfg, "divisor_override": int(k[0] * k[1])})
+        return y, ctx
+
+    return forward, bwd
+
+
+def adaptive_floor_bins(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, *, output_size: Any) -> Any:
+        y, ctx = fwd(x, output_size=output_size)
+        N, C, H, W = x.shape
+        Ho, Wo = output_size
+        if Ho and Wo and (H % Ho or W % Wo):  # bins end at floor((i+1)*H/Ho) instead of ceil
+            y = y.copy()
+            for i in range(Ho):
+                h0, h1 = (i * H) // Ho, max((i + 1) * H // Ho, (i * H) // Ho + 1)
+                for j in range(Wo):
+                    w0, w1 = (j * W) // Wo, max((j + 1) * W // Wo, (j * W) // Wo + 1)
+                    y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+        return y, ctx
+
+    return forward, bwd
+
+
+# ---- activations ---------------------------------------------------------------------------------
+def relu_grad_at_zero(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any) -> Any:
+        y, ctx = fwd(x)
+        return y, (ctx, x)
+
+    def backward(gy: Any, ctx: Any) -> Any:
+        inner, x = ctx
+        (gx,) = bwd(gy, inner)
+        return (np.where(x == 0, gy, gx).astype(gy.dtype),)  # relu'(0) = 1 instead of PyTorch's 0
+
+    return forward, backward
+
+
+def softmax_no_shift(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, *, dim: int) -> Any:
+        y, ctx = fwd(x, dim=dim)
+        if x.ndim:
+            with np.errstate(over="ignore", invalid="ignore"):
+                e = np.exp(x)  # no max subtracted: overflows for logits of 1e4
+                y = (e / e.sum(axis=dim, keepdims=True)).astype(x.dtype)
+        return y, ctx
+
+    return forward, bwd
+
+
+def log_softmax_negative_dim(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, *, dim: int) -> Any:
+        if dim < 0 and x.ndim > 1:
+            dim = dim - 1 if dim - 1 >= -x.ndim else dim  # a negative dim wrapped one too far
+        return fwd(x, dim=dim)
+
+    return forward, bwd
+
+
+# ---- losses, normalisation, dropout -------------------------------------------------------------
+def ce_ignore_index_in_mean(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(logits: Any, target: Any, weight: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(logits, target, weight, **cfg)
+        if cfg["reduction"] == "mean" and target.shape != logits.shape and target.size:
+            ignored = int(np.sum(target == cfg["ignore_index"]))
+            if 0 < ignored < target.size:  # ignored samples counted in the mean's divisor
+                y = (y * logits.dtype.type((target.size - ignored) / target.size)).astype(logits.dtype)
+        return y, ctx
+
+    return forward, bwd
+
+
+def mse_sum_as_mean(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(input: Any, target: Any, *, reduction: str) -> Any:
+        y, ctx = fwd(input, target, reduction=reduction)
+        if reduction == "sum":
+            y, _ = fwd(input, target, reduction="mean")
+        return y, ctx
+
+    return forward, bwd
+
+
+def bn_biased_running_var(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, **cfg: Any) -> Any:
+        old = None if running_var is None else running_var.copy()
+        y, ctx = fwd(x, weight, bias, running_mean, running_var, **cfg)
+        if cfg["training"] and running_var is not None:
+            R = x.size // x.shape[1]
+            m = cfg["momentum"]
+            new_part = running_var - old * (1 - m)  # m * unbiased variance
+            running_var[...] = old * (1 - m) + new_part * (R - 1) / R  # the biased variance instead
+        return y, ctx
+
+    return forward, bwd
+
+
+def dropout_scale(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, **cfg)
+        p = cfg["p"]
+        if cfg["training"] and 0 < p < 1:
+            y = (y * x.dtype.type((1 - p) ** 2)).astype(x.dtype)  # kept values scaled by (1-p), not 1/(1-p)
+        return y, ctx
+
+    return forward, bwd
+
+
+MUTANTS = [
+    Mutant("conv_stride_edge", "conv2d", "last output row zeroed when the stride exceeds the kernel", conv_stride_edge),
+    Mutant("conv_groups", "conv2d", "groups > 1 use the next group's filters", conv_groups),
+    Mutant("conv_batch_of_one", "conv2d", "grad_weight halved for a batch of 1", conv_batch_of_one),
+    Mutant("conv_bias_grad_mean", "conv2d", "bias gradient averaged instead of summed", conv_bias_grad_mean),
+    Mutant("linear_f64_through_f32", "linear", "float64 computed through float32", linear_f64_through_f32),
+    Mutant("linear_square_transposed", "linear", "grad_weight transposed (visible only when square)", linear_square_transposed),
+    Mutant("maxpool_zero_padding", "max_pool2d", "padding is 0 instead of -inf (negative inputs with padding)", maxpool_zero_padding),
+    Mutant("avgpool_ceil_divisor", "avg_pool2d", "ceil_mode window past the padded input divided by the full kernel", avgpool_ceil_divisor),
+    Mutant("adaptive_floor_bins", "adaptive_avg_pool2d", "adaptive bins end at floor instead of ceil", adaptive_floor_bins),
+    Mutant("relu_grad_at_zero", "relu", "relu'(0) = 1 instead of 0", relu_grad_at_zero),
+    Mutant("softmax_no_shift", "softmax", "no max subtracted: overflow for logits of 1e4", softmax_no_shift),
+    Mutant("log_softmax_negative_dim", "log_softmax", "a negative dim wrapped one axis too far", log_softmax_negative_dim),
+    Mutant("ce_ignore_index_in_mean", "cross_entropy", "ignored samples counted in the mean's divisor", ce_ignore_index_in_mean),
+    Mutant("mse_sum_as_mean", "mse_loss", "reduction='sum' returns the mean", mse_sum_as_mean),
+    Mutant("bn_biased_running_var", "batch_norm", "running_var updated with the biased variance", bn_biased_running_var),
+    Mutant("dropout_scale", "dropout", "kept values scaled by (1-p) instead of 1/(1-p)", dropout_scale),
+]  # fmt: skip
+
+
+def by_name(name: str) -> Mutant:
+    for m in MUTANTS:
+        if m.name == name:
+            return m
+    raise KeyError(f"no mutant named {name!r}")
+
+
+def register(m: Mutant) -> None:
+    base = kernels.get(m.op, m.base)
+    forward, backward = m.make(base)
+    kernels.register(m.op, m.impl, forward, backward)
+
+
+def run_one(name: str, profile: str) -> dict[str, Any]:
+    """Register the mutant, check its op with the profile's cases, unregister; report what caught it."""
+    from .runner import run_task
+
+    m = by_name(name)
+    row: dict[str, Any] = {"name": m.name, "op": m.op, "description": m.description, "caught": False, "checks": []}
+    if m.op not in kernels.ops() or m.base not in kernels.available(m.op):
+        row["description"] += " (op not in the registry: not run)"
+        return row
+    register(m)
+    try:
+        for dtype in ("float32", "float64"):
+            tallies, _, _ = run_task(m.op, dtype, [m.impl], profile, 0, stop_on_failure=True)
+            failed = sorted({t.check for t in tallies if t.failed})
+            if failed:
+                row["caught"] = True
+                row["checks"] = [f"{c} ({dtype})" for c in failed]
+                break
+    finally:
+        kernels.unregister(m.op, m.impl)
+    return row
+
+
+def run_all(profile: str, jobs: int = 1) -> list[dict[str, Any]]:
+    if jobs <= 1:
+        return [run_one(m.name, profile) for m in MUTANTS]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from .runner import _worker_init
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init, initargs=([],)) as pool:
+        return list(pool.map(run_one, [m.name for m in MUTANTS], [profile] * len(MUTANTS)))
