@@ -57,7 +57,7 @@ def pair(a: dict[str, int], b: dict[str, int], key: str) -> list[int]:
 
 
 def make_normal(rng: np.random.Generator, shape: Any, scale: float = 1.0) -> np.ndarray:
-    return rng.standard_normal(tuple(shape)) * scale
+    return np.asarray(rng.standard_normal(tuple(shape)) * scale)
 
 
 def make_tie_free(rng: np.random.Generator, shape: Any) -> np.ndarray:
