@@ -145,7 +145,7 @@ R_MEANING = {
 }
 
 OPTIM_TEXT = (
-    "optimizers: n = 16*steps, S = sum over steps of (|p_s| + |p_(s+1) - p_s|) of PyTorch's float64 trajectory; "
+    "optimizers: n = 16*steps, S = sum over the steps so far of (|p_s| + |p_(s+1)| + |p_(s+1) - p_s|) on PyTorch's float64 trajectory; "
     "schedulers: n = 4*epochs + L + 4, S = max(|lr_t|, base lr)."
 )
 
