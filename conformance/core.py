@@ -24,6 +24,7 @@ from refcnn import testing
 
 from . import tolerance
 
+PLUGINS: list[str] = []  # plugins loaded in this run (repro snippets import them first)
 REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
 # IndexError too: PyTorch raises it for a dim out of range, and refcnn mirrors it (from a raise statement)
 ACCEPTED_ERRORS = (ValueError, TypeError, RuntimeError, IndexError)
@@ -381,8 +382,9 @@ def repro_text(kind: str, name: str, impl: str, dtype: str, check: str, case: di
         f"# {name} impl={impl} dtype={dtype} check={check}: {detail}\n"
         f"# config (seed included): {json.dumps(case, sort_keys=True)}\n"
         "python - <<'EOF'\n"
-        "from conformance.runner import repro\n"
-        f"repro({kind!r}, {name!r}, {impl!r}, {dtype!r}, {json.dumps(case, sort_keys=True)})\n"
+        "from conformance.runner import load_plugin, repro\n"
+        + "".join(f"load_plugin({p!r})\n" for p in PLUGINS)
+        + f"repro({kind!r}, {name!r}, {impl!r}, {dtype!r}, {dict(sorted(case.items()))!r})\n"
         "EOF"
     )
 

@@ -145,7 +145,7 @@ def adaptive_floor_bins(base: kernels.Kernel) -> Any:
 
     def forward(x: Any, *, output_size: Any) -> Any:
         y, ctx = fwd(x, output_size=output_size)
-        N, C, H, W = x.shape
+        H, W = x.shape[2:]
         Ho, Wo = output_size
         if Ho and Wo and (H % Ho or W % Wo):  # bins end at floor((i+1)*H/Ho) instead of ceil
             y = y.copy()

@@ -23,8 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
-PROFILES = {"ci": 24, "thorough": 480}  # examples per (spec, dtype) before the spec's weight
-FD_BUDGET = {"ci": 3, "thorough": 30}
+PROFILES = {"ci": 120, "thorough": 2400}  # examples per (spec, dtype) before the spec's weight
+FD_BUDGET = {"ci": 8, "thorough": 80}
 
 _plugins_loaded: list[str] = []
 
@@ -48,6 +48,9 @@ def load_plugin(ref: str) -> None:
     else:
         importlib.import_module(ref)
     _plugins_loaded.append(ref)
+    from . import core
+
+    core.PLUGINS.append(ref)
 
 
 def _worker_init(plugins: list[str]) -> None:
@@ -84,7 +87,7 @@ def run_task(
     from .report import Coverage
 
     spec = specs.get(spec_name)
-    n = max_examples if max_examples is not None else max(1, int(round(PROFILES[profile] * spec.weight)))
+    n = max_examples if max_examples is not None else max(1, round(PROFILES[profile] * spec.weight))
     fd = FD_BUDGET[profile]
     rec = core.Recorder(spec.name, dtype, fd_budget=fd)
     cov = Coverage()

@@ -75,7 +75,7 @@ def make_ties(rng: np.random.Generator, shape: Any) -> np.ndarray:
 
 def make_upstream(rng: np.random.Generator, shape: Any) -> np.ndarray:
     """A non-uniform upstream gradient (never all ones)."""
-    g = rng.standard_normal(tuple(shape))
+    g = np.asarray(rng.standard_normal(tuple(shape)))
     if g.size == 1:
         g = g * 0 + (0.37 + abs(float(g.reshape(-1)[0])))
-    return g
+    return np.asarray(g)

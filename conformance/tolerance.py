@@ -122,7 +122,7 @@ BOUNDS: dict[str, dict[str, Count]] = {
             "R = steps; <= 16 rounding steps per step (Adam/AdamW/RMSprop/Adagrad "
             "moments, bias corrections, sqrt, divide, decay, momentum); grads given, "
             "so errors do not feed back through them",
-        ),  # fmt: skip
+        ),
     },
     "lr_scheduler": {
         "lr": Count(4, 1, 4, "R = epochs; each epoch at most a cos/multiply/divide/add chain on the previous lr"),

@@ -19,6 +19,7 @@ build its arrays and config from a case and how to call PyTorch:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,11 +149,15 @@ class OpSpec(Spec):
         inputs = {k: _cast(v, dt) for k, v in built.arrays.items()}
         upcast = {k: _cast(v, np.dtype(np.float64)) for k, v in inputs.items()}
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 built.torch_fn(**core.to_torch(upcast))
         except Exception as exc:  # PyTorch rejects: refcnn must too
             self._expect_rejection(case, built, inputs, impls, rec, f"{type(exc).__name__}: {exc}")
             return
+        # PyTorch accepts with a warning that the result is likely wrong or the input
+        # deprecated (a mis-shaped loss target it broadcasts): refcnn may reject it instead
+        torch_warning = next((str(w.message) for w in caught if issubclass(w.category, UserWarning)), "")
         diff = [k for k in self.grads if upcast.get(k) is not None]
         y_shape = built.torch_fn(**core.to_torch(upcast)).shape
         g = make_upstream(core.rng_for(case, 99), y_shape)
@@ -173,9 +178,13 @@ class OpSpec(Spec):
                 rec.unsupported(impl, ["rejects", *self.checks(dtype)], f"NotImplementedError: {exc}")
                 continue
             except Exception as exc:
-                rec.fail(
-                    impl, "rejects", f"refcnn rejected a configuration PyTorch accepts: {type(exc).__name__}: {exc}"
-                )
+                own, what = core.classify_rejection(exc)
+                if torch_warning and own:
+                    rec.ok(impl, "rejects", detail=f"PyTorch warns ({torch_warning[:80]}); refcnn rejects: {what}")
+                else:
+                    rec.fail(
+                        impl, "rejects", f"refcnn rejected a configuration PyTorch accepts: {type(exc).__name__}: {exc}"
+                    )
                 continue
             rec.ok(impl, "rejects")
             rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward")

@@ -47,7 +47,10 @@ class _ConvBase(OpSpec):
              ("depthwise", "stride")]  # fmt: skip
 
     def size(self, case: dict[str, Any]) -> int:
-        return case["N"] * case["C_in"] * case["H"] * case["W"] + case["C_out"] * case["C_in"] * case["kernel_size"][0] * case["kernel_size"][1]
+        return (
+            case["N"] * case["C_in"] * case["H"] * case["W"]
+            + case["C_out"] * case["C_in"] * case["kernel_size"][0] * case["kernel_size"][1]
+        )
 
     def features(self, case: dict[str, Any]) -> dict[str, Any]:
         f = super().features(case)

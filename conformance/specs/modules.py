@@ -541,7 +541,7 @@ class ModuleSpec(Spec):
             self._check_state(rm, tm, arrays, rec, impl, R)
         gy = g.astype(dt) if e.target is None else (g.astype(dt) if g.ndim else float(g))
         try:
-            gx = rm.backward(gy) if e.target is None else rm.backward(gy)
+            gx = rm.backward(gy)
         except NotImplementedError as exc:
             rec.unsupported(impl, ["grad_input"], str(exc))
             return

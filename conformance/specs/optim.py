@@ -50,7 +50,11 @@ def _signature_problems(rcls: Any, tcls: Any) -> list[str]:
     rp = {k: p for k, p in inspect.signature(rcls).parameters.items() if k not in IGNORED}
     out = [f"missing {k}" for k in tp if k not in rp]
     out += [f"extra parameter {k}" for k in rp if k not in tp]
-    out += [f"{k} default {rp[k].default!r} != torch {p.default!r}" for k, p in tp.items() if k in rp and rp[k].default != p.default]
+    out += [
+        f"{k} default {rp[k].default!r} != torch {p.default!r}"
+        for k, p in tp.items()
+        if k in rp and rp[k].default != p.default
+    ]
     return out
 
 
@@ -88,7 +92,9 @@ class OptimizerSpec(Spec):
         hyper = {k: (tuple(v) if isinstance(v, list) else v) for k, v in case["hyper"].items()}
         rng = rng_for(case)
         p0 = [make_normal(rng, s).astype(dt) for s in case["shapes"]]
-        grads = [[(make_normal(rng, s) * case["scale"]).astype(dt) for s in case["shapes"]] for _ in range(case["steps"])]
+        grads = [
+            [(make_normal(rng, s) * case["scale"]).astype(dt) for s in case["shapes"]] for _ in range(case["steps"])
+        ]
         tparams = [torch.tensor(p.astype(np.float64), requires_grad=True) for p in p0]
         try:
             topt = tcls(tparams, **hyper)
@@ -97,7 +103,11 @@ class OptimizerSpec(Spec):
                 rcls([rnn.Parameter(p.copy()) for p in p0], **hyper)
             except Exception as rexc:
                 ok, what = core.classify_rejection(rexc)
-                (rec.ok(impl, "rejects") if ok else rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn: {what}"))
+                (
+                    rec.ok(impl, "rejects")
+                    if ok
+                    else rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn: {what}")
+                )
                 return
             rec.fail(impl, "rejects", f"PyTorch rejects {self.cls}({hyper}) ({exc}); refcnn accepted it")
             return
@@ -105,7 +115,11 @@ class OptimizerSpec(Spec):
         try:
             ropt = rcls(rparams, **hyper)
         except Exception as exc:
-            rec.fail(impl, "rejects", f"refcnn rejected {self.cls}({hyper}) that PyTorch accepts: {type(exc).__name__}: {exc}")
+            rec.fail(
+                impl,
+                "rejects",
+                f"refcnn rejected {self.cls}({hyper}) that PyTorch accepts: {type(exc).__name__}: {exc}",
+            )
             return
         rec.ok(impl, "rejects")
         got, want, S_rows = [], [], []
@@ -132,7 +146,9 @@ class OptimizerSpec(Spec):
         if res.passed:
             rec.ok(impl, "trajectory", res.worst_abs_err, res.worst_ratio)
         else:
-            rec.fail(impl, "trajectory", f"parameters after the steps: {res.describe()}", res.worst_abs_err, res.worst_ratio)
+            rec.fail(
+                impl, "trajectory", f"parameters after the steps: {res.describe()}", res.worst_abs_err, res.worst_ratio
+            )
 
 
 SCHED: dict[str, Any] = {
@@ -194,7 +210,11 @@ class SchedulerSpec(Spec):
                 rcls(ropt, **cfg)
             except Exception as rexc:
                 ok, what = core.classify_rejection(rexc)
-                (rec.ok(impl, "rejects") if ok else rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn: {what}"))
+                (
+                    rec.ok(impl, "rejects")
+                    if ok
+                    else rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn: {what}")
+                )
                 return
             rec.fail(impl, "rejects", f"PyTorch rejects {self.cls}({cfg}) ({exc}); refcnn accepted it")
             return
@@ -203,16 +223,22 @@ class SchedulerSpec(Spec):
         except Exception as exc:
             ok, what = core.classify_rejection(exc)
             try:  # PyTorch accepts some bad arguments at construction and fails on the first step
-                for e in range(case["epochs"]):
+                for _ in range(case["epochs"]):
                     topt.step()
                     tsch.step(0.5) if self.cls == "ReduceLROnPlateau" else tsch.step()
             except Exception as texc:
                 if ok:
-                    rec.ok(impl, "rejects", detail=f"refcnn rejects at construction what PyTorch fails on when stepping ({texc})")
+                    rec.ok(
+                        impl,
+                        "rejects",
+                        detail=f"refcnn rejects at construction what PyTorch fails on when stepping ({texc})",
+                    )
                 else:
                     rec.fail(impl, "rejects", f"PyTorch fails ({texc}); refcnn's error is not its own: {what}")
                 return
-            rec.fail(impl, "rejects", f"refcnn rejected {self.cls}({cfg}) that PyTorch accepts: {type(exc).__name__}: {exc}")
+            rec.fail(
+                impl, "rejects", f"refcnn rejected {self.cls}({cfg}) that PyTorch accepts: {type(exc).__name__}: {exc}"
+            )
             return
         rec.ok(impl, "rejects")
         metrics = np.random.default_rng(case["seed"]).uniform(0, 1, case["epochs"]).round(2)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from .. import core
 from ..core import rng_for
-from ..strategies import make_normal, make_ties, make_tie_free, seeds, spatial_axis
+from ..strategies import make_normal, make_tie_free, make_ties, seeds, spatial_axis
 from .base import Built, OpSpec
 
 
