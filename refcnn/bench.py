@@ -67,6 +67,8 @@ TARGETS = {
 NOTEBOOK_BATCH = 20  # the notebook's experiment: batches of 20 from the first 1,000 images
 NOTEBOOK_IMAGES = 1000
 TRAIN_BATCH = 64
+SUBNORMAL_INPUT = 1e-39  # MNIST's normalised pixels (|x| <= 2.83) times this are all subnormal
+SUBNORMAL_GRAD = 1e-37  # the loss-gradient scale that leaves the most gradient values subnormal
 
 
 class BenchError(RuntimeError):
@@ -850,7 +852,9 @@ def _denormals(torch: Any, x_all: np.ndarray, y_all: np.ndarray, opts: Options) 
     LeNet5 (refcnn, and its torch twin alongside) trains on real MNIST batches, every refcnn
     step counting the subnormal values it computed. Then one training step (lr 0: the work of
     a step, the weights kept) is timed on a real batch, on the same batch with subnormal
-    inputs (x * 1e-39) and with subnormal gradients (the loss's gradient 1e-39 instead of 1),
+    inputs (x * 1e-39: every input value subnormal) and with subnormal gradients (the loss's
+    gradient 1e-37 instead of 1: the scale that makes most gradient values subnormal, about
+    a third of them, rather than zero),
     for both, and for torch also with flush-to-zero on (``torch.set_flush_denormal``; NumPy
     has no such switch)."""
     pair = _Pair.make(torch, "lenet5", lr=0.02)
@@ -865,8 +869,8 @@ def _denormals(torch: Any, x_all: np.ndarray, y_all: np.ndarray, opts: Options) 
     x, y = x_all[-TRAIN_BATCH:], y_all[-TRAIN_BATCH:]
     scenarios = {
         "real MNIST": (x, 1.0),
-        "subnormal inputs (x * 1e-39)": ((x * np.float32(1e-39)).astype(np.float32), 1.0),
-        "subnormal gradients (loss grad 1e-39)": (x, 1e-39),
+        f"subnormal inputs (x * {SUBNORMAL_INPUT:g})": ((x * np.float32(SUBNORMAL_INPUT)).astype(np.float32), 1.0),
+        f"subnormal gradients (loss grad {SUBNORMAL_GRAD:g})": (x, SUBNORMAL_GRAD),
     }
     out: dict[str, Any] = {
         "model": "LeNet5", "batch": TRAIN_BATCH, "trained_steps": opts.denormal_train_steps,
