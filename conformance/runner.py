@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
-PROFILES = {"ci": 120, "thorough": 2400}  # examples per (spec, dtype) before the spec's weight
+PROFILES = {"ci": 250, "thorough": 5000}  # examples per (spec, dtype) before the spec's weight
 FD_BUDGET = {"ci": 8, "thorough": 80}
 
 _plugins_loaded: list[str] = []

@@ -144,6 +144,17 @@ R_MEANING = {
     "group_norm": "R = elements per (sample, group)",
 }
 
+TERMS_TEXT = {
+    "sigmoid, tanh": "grad: |g|*y*(1+y) (g*y*(1-y)), |g|*(1+y^2) (g*(1-y^2))",
+    "silu": "grad: |g|*s*(1+|x|*(1+s)); forward and grad: |x|*eta/eps (a subnormal exp(-|x|) times x)",
+    "gelu": "forward: 0.5*|x|*(1+|erf|) (1 + erf cancels); grad: |g|*(0.5*(1+|erf|) + |x|*phi(x)); |x|*eta/eps",
+    "elu": "x <= 0: |alpha|*(exp(x)+1) (alpha*(exp(x)-1)); grad |g|*|alpha|*(exp(x)+1)",
+    "log_softmax": "forward: |x-m| + log(s) + 1 (s = sum exp(x-m) rounds relative to s >= 1); grad: |g| + p*sum|g|",
+    "softmax": "grad: p*(|g| + sum(|g|*p)) (g - sum(g*y) cancels)",
+    "batch_norm, group_norm, layer_norm": "xa = (|x| + mean|x|)*rstd: forward |w|*xa; grad_x "
+    "rstd*(|gw| + mean|gw| + xa*mean(|gw|*xa)), gw = g*w; grad_weight sum |g|*xa (evaluation: running mean for mean|x|)",
+}
+
 OPTIM_TEXT = (
     "optimizers: n = 16*steps, S = sum over the steps so far of (|p_s| + |p_(s+1)| + |p_(s+1) - p_s|) on PyTorch's float64 trajectory; "
     "schedulers: n = 4*epochs + L + 4, S = max(|lr_t|, base lr)."
@@ -158,12 +169,16 @@ def policy_text() -> str:
         "Methods (conformance/tolerance.py): higham = sums of products, S = op(|inputs|), n = op(ones); "
         "selection = forward exact, gradient n/S = autograd with ones/|g| at the same x; "
         "mixed = S_i = |y_i| + sum_j |dy_i/da_j|*|a_j| over every float input (Jacobian by PyTorch, float64), "
-        f"n = a*R + b*L + c, L = {L} (one NumPy transcendental, <= 4 ulp).",
+        f"n = a*R + b*L + c, L = {L} (one NumPy transcendental, <= 4 ulp); "
+        "plus T_i, the magnitudes of the terms the textbook (and PyTorch's float64) formula sums where it "
+        "cancels, which the Jacobian misses (table T below).",
         "adjoint: |<op(x), g> - <x, op^T(g)>| <= K*gamma(n, eps)*S with S = <op(|x|), |g|>, "
         "n = max reduction length + number of elements summed in the inner product.",
         OPTIM_TEXT,
         "Table of the mixed-method counts (op: check n = formula, why):",
     ]
+    lines.append("Table T of the cancellation terms added to S (mixed method):")
+    lines.extend(f"  {op}: {text}" for op, text in TERMS_TEXT.items())
     for op, kinds in BOUNDS.items():
         for kind, count in kinds.items():
             r = f" [{R_MEANING[op]}]" if op in R_MEANING else ""

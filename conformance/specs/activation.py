@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
@@ -53,7 +54,15 @@ def _gelu_terms(x: torch.Tensor, g: torch.Tensor, cfg: dict[str, Any]) -> tuple[
         return 0.5 * x.abs() * (1 + t), g.abs() * (0.5 * (1 + t) + 0.5 * x.abs() * (1 + t * t) * du)
     e = torch.erf(x / math.sqrt(2)).abs()
     phi = torch.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-    return 0.5 * x.abs() * (1 + e), g.abs() * (0.5 * (1 + e) + x.abs() * phi)
+    u = _underflow(x, cfg)
+    return 0.5 * x.abs() * (1 + e) + u, g.abs() * (0.5 * (1 + e) + x.abs() * phi + u)
+
+
+def _underflow(x: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
+    """A subnormal intermediate (exp(-|x|) for large |x|) carries an absolute error of eta,
+    which the final product with x amplifies: |x| * eta, written as S-term |x| * eta/eps."""
+    dt = np.dtype(cfg.get("__dtype", np.float64))
+    return x.abs() * float(np.finfo(dt).smallest_subnormal) / (float(np.finfo(dt).eps) / 2)
 
 
 def _sigmoid_terms(x: torch.Tensor, g: torch.Tensor, cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +77,8 @@ def _tanh_terms(x: torch.Tensor, g: torch.Tensor, cfg: dict[str, Any]) -> tuple[
 
 def _silu_terms(x: torch.Tensor, g: torch.Tensor, cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     s = torch.sigmoid(x)
-    return 0 * x, g.abs() * s * (1 + x.abs() * (1 + s))  # g*s*(1 + x*(1 - s))
+    u = _underflow(x, cfg)
+    return u, g.abs() * (s * (1 + x.abs() * (1 + s)) + u)  # g*s*(1 + x*(1 - s))
 
 
 def _elu_terms(x: torch.Tensor, g: torch.Tensor, cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +149,8 @@ class ElementwiseSpec(OpSpec):
         fn = TERMS.get(self.op)
         if fn is None:
             return {}
-        x = torch.from_numpy(upcast["x"])
-        fwd, grad = fn(x, torch.from_numpy(g), built.config)
+        x = torch.from_numpy(np.asarray(upcast["x"]))
+        fwd, grad = fn(x, torch.from_numpy(np.asarray(g)), {**built.config, "__dtype": built.extra.get("dtype")})
         return {"forward": fwd.numpy(), "x": grad.numpy()}
 
     def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: Recorder) -> None:
@@ -152,12 +162,13 @@ class ElementwiseSpec(OpSpec):
 
 
 def _example_config(op: str) -> dict[str, Any]:
-    return {
+    configs: dict[str, dict[str, Any]] = {
         "leaky_relu": {"negative_slope": 0.2},
         "elu": {"alpha": 0.5},
         "gelu": {"approximate": "none"},
         "hardtanh": {"min_val": -0.5, "max_val": 2.0},
-    }.get(op, {})
+    }
+    return configs.get(op, {})
 
 
 @st.composite
@@ -202,6 +213,27 @@ class SoftmaxSpec(OpSpec):
             return fn(x, dim=dim)
 
         return Built({"x": x}, {"dim": dim}, tfn, R=int(R))
+
+    def extra_terms(self, built: Built, upcast: dict[str, Any], g: Any) -> dict[str, Any]:
+        """log_softmax: y = (x - m) - log(s), s = sum exp(x - m) >= 1: the sum's rounding is
+        relative to s, an absolute error in log(s) up to its count, so T = |x - m| + log(s) + 1;
+        its gradient g - exp(y)*sum(g): T = |g| + exp(y)*sum|g|. softmax's gradient
+        y*(g - sum(g*y)): T = y*(|g| + sum|g|*y)."""
+        x = torch.from_numpy(np.asarray(upcast["x"]))
+        dim = built.config["dim"]
+        x1 = x.reshape(1) if x.dim() == 0 else x
+        ga = torch.from_numpy(np.asarray(np.abs(g))).reshape(x1.shape)
+        m = x1.max(dim=dim, keepdim=True).values
+        if self.op == "log_softmax":
+            lse = torch.log(torch.exp(x1 - m).sum(dim=dim, keepdim=True))
+            p = torch.softmax(x1, dim=dim)
+            fwd = (x1 - m).abs() + lse + 1
+            grad = ga + p * ga.sum(dim=dim, keepdim=True)
+        else:
+            p = torch.softmax(x1, dim=dim)
+            fwd = 0 * x1
+            grad = p * (ga + (ga * p).sum(dim=dim, keepdim=True))
+        return {"forward": fwd.reshape(x.shape).numpy(), "x": grad.reshape(x.shape).numpy()}
 
 
 SPECS = [ElementwiseSpec(op) for op in ELEMENTWISE] + [SoftmaxSpec("softmax"), SoftmaxSpec("log_softmax")]

@@ -84,7 +84,7 @@ class Conv2dSpec(_ConvBase):
         x = make_normal(rng, [case["N"], case["C_in"], case["H"], case["W"]])
         w = make_normal(rng, [case["C_out"], max(case["C_in"] // G, 1), *case["kernel_size"]])
         b = make_normal(rng, [case["C_out"]]) if case["bias"] else None
-        cfg = {k: tuple(case[k]) for k in ("stride", "padding", "dilation")}
+        cfg: dict[str, Any] = {k: tuple(case[k]) for k in ("stride", "padding", "dilation")}
         cfg["groups"] = G
 
         def fn(x: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
@@ -133,7 +133,7 @@ class ConvTranspose2dSpec(_ConvBase):
         x = make_normal(rng, [case["N"], case["C_in"], case["H"], case["W"]])
         w = make_normal(rng, [case["C_in"], case["C_out"] // G, *case["kernel_size"]])
         b = make_normal(rng, [case["C_out"]]) if case["bias"] else None
-        cfg = {k: tuple(case[k]) for k in ("stride", "padding", "output_padding", "dilation")}
+        cfg: dict[str, Any] = {k: tuple(case[k]) for k in ("stride", "padding", "output_padding", "dilation")}
         cfg["groups"] = G
 
         def fn(x: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:

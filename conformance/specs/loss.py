@@ -205,7 +205,7 @@ class PointwiseLossSpec(OpSpec):
         cfg: dict[str, Any] = {"reduction": case["reduction"]}
         if "beta" in case:
             cfg["beta"] = case["beta"]
-        torch_op = POINTWISE[self.op]
+        torch_op: Any = POINTWISE[self.op]
 
         def fn(**kw: Any) -> torch.Tensor:
             return torch_op(**kw, **cfg)

@@ -346,11 +346,10 @@ class ModuleSpec(Spec):
                 rcls(**case["kwargs"], **({"dtype": dt} if has_dtype else {}))
             except Exception as rexc:
                 ok, what = core.classify_rejection(rexc)
-                (rec.ok if ok else rec.fail)(
-                    impl,
-                    "rejects",
-                    *([] if ok else [f"PyTorch rejects ({exc}); refcnn's error is not its own: {what}"]),
-                )
+                if ok:
+                    rec.ok(impl, "rejects")
+                else:
+                    rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn's error is not its own: {what}")
                 return
             rec.fail(
                 impl, "rejects", f"PyTorch rejects {e.cls}({kw}) ({type(exc).__name__}: {exc}); refcnn accepted it"
@@ -505,9 +504,10 @@ class ModuleSpec(Spec):
                 rm(*arrays.values())
             except Exception as rexc:
                 ok, what = core.classify_rejection(rexc)
-                (rec.ok if ok else rec.fail)(
-                    impl, "rejects", *([] if ok else [f"PyTorch rejects the input ({exc}); refcnn: {what}"])
-                )
+                if ok:
+                    rec.ok(impl, "rejects")
+                else:
+                    rec.fail(impl, "rejects", f"PyTorch rejects the input ({exc}); refcnn: {what}")
                 return
             rec.fail(impl, "rejects", f"PyTorch rejects an input of shape {case['shape']} ({exc}); refcnn accepted it")
             return
@@ -548,9 +548,9 @@ class ModuleSpec(Spec):
         exp = ref.grads["x"]
         rec.compare(impl, "grad_input", gx, exp.value, exp.n, exp.S, "module grad of x")
         for name, p in rm.named_parameters():
-            exp = ref.grads.get(name)
-            if exp is not None:
-                rec.compare(impl, f"grad_{name}", p.grad, exp.value, exp.n, exp.S, f"module grad of {name}")
+            pexp = ref.grads.get(name)
+            if pexp is not None:
+                rec.compare(impl, f"grad_{name}", p.grad, pexp.value, pexp.n, pexp.S, f"module grad of {name}")
 
     def _check_state(self, rm: Any, tm: Any, arrays: dict[str, Any], rec: core.Recorder, impl: str, R: int) -> None:
         """Running statistics after one training forward, bound as the kernel's ``state``."""
@@ -659,4 +659,4 @@ class SequentialSpec(ModuleSpec):
             rec.compare(impl, f"grad_{name}", p.grad, e.value, e.n, e.S, f"grad of {name}")
 
 
-SPECS: list[Spec] = [ModuleSpec(e) for e in ENTRIES] + [SequentialSpec()]
+SPECS: list[Spec] = [*[ModuleSpec(e) for e in ENTRIES], SequentialSpec()]

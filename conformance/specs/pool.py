@@ -90,7 +90,7 @@ class MaxPool2dSpec(_Window):
 
     def build(self, case: dict[str, Any]) -> Built:
         x = _x(case, [case["N"], case["C"], case["H"], case["W"]])
-        cfg = {k: tuple(case[k]) for k in ("kernel_size", "stride", "padding", "dilation")}
+        cfg: dict[str, Any] = {k: tuple(case[k]) for k in ("kernel_size", "stride", "padding", "dilation")}
         cfg["ceil_mode"] = case["ceil_mode"]
 
         def fn(x: torch.Tensor) -> torch.Tensor:
