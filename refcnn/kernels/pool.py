@@ -243,7 +243,6 @@ class FastMaxPoolCtx:
         stride: Pair,
         padding: Pair,
         dilation: Pair,
-        padded_hw: Pair,
         empty: np.ndarray | None,
     ) -> None:
         self.x_shape = x_shape
@@ -252,7 +251,6 @@ class FastMaxPoolCtx:
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
-        self.padded_hw = padded_hw
         self.empty = empty  # (H_out, W_out) bool: windows with no input element, or None
         self._indices: np.ndarray | None = None
 
@@ -272,19 +270,29 @@ class FastMaxPoolCtx:
         return self._indices
 
 
-def _offset_view(a: np.ndarray, p: int, q: int, out_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
-    """a[:, :, p*dH + i*sH, q*dW + j*sW] for all (i, j) < out_hw, as a strided view."""
-    (H_out, W_out), (sH, sW), (dH, dW) = out_hw, stride, dilation
-    return a[:, :, p * dH : p * dH + (H_out - 1) * sH + 1 : sH, q * dW : q * dW + (W_out - 1) * sW + 1 : sW]
+def _clip(out: int, size: int, stride: int, shift: int) -> tuple[slice, slice] | None:
+    """One axis, one kernel offset (shift = offset*dilation - pad): the outputs i whose input
+    position i*stride + shift lies in [0, size), as a slice of outputs and the strided slice
+    of inputs they read; None if there are none. Windows are clipped to the input this
+    way instead of padding it (no padded copy to make, or to crop from a gradient)."""
+    lo = max(0, -(shift // stride))  # ceil(-shift / stride)
+    hi = min(out, -((shift - size) // stride))  # ceil((size - shift) / stride)
+    if hi <= lo:
+        return None
+    start = lo * stride + shift
+    return slice(lo, hi), slice(start, start + (hi - lo - 1) * stride + 1, stride)
 
 
-def _padded_hw(x_hw: Pair, out_hw: Pair, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
-    """Rows/columns of the padded input every window fits in (ceil mode may reach past the
-    right padding)."""
-    return (
-        max(padding[0] + x_hw[0], (out_hw[0] - 1) * stride[0] + (kernel_size[0] - 1) * dilation[0] + 1),
-        max(padding[1] + x_hw[1], (out_hw[1] - 1) * stride[1] + (kernel_size[1] - 1) * dilation[1] + 1),
-    )
+def _offset_slices(
+    out_hw: tuple[int, ...], x_hw: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair, p: int, q: int
+) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """(outputs, inputs) index tuples of kernel offset (p, q): ``x[inputs]`` is the element at
+    that offset of every window ``y[outputs]`` whose element is inside the input."""
+    rows = _clip(out_hw[0], x_hw[0], stride[0], p * dilation[0] - padding[0])
+    cols = _clip(out_hw[1], x_hw[1], stride[1], q * dilation[1] - padding[1])
+    if rows is None or cols is None:
+        return None
+    return (Ellipsis, rows[0], cols[0]), (Ellipsis, rows[1], cols[1])
 
 
 def max_pool2d_fast_forward(
@@ -300,21 +308,30 @@ def max_pool2d_fast_forward(
     offset. Padding never wins (-inf is not > -inf), so ``code`` starts at each window's
     first offset inside the input, as PyTorch's index does. Windows whose maximum is NaN
     get the last NaN's offset in a second pass that only runs if the output has a NaN.
+    (Padding once beats clipping each offset's view to the input here: whole-output
+    operands keep NumPy's inner loops long.)
     """
     N, C, H, W = x.shape
     kH, kW = kernel_size
+    (sH, sW), (dH, dW) = stride, dilation
     out_hw = _output_hw(x, kernel_size, stride, padding, dilation, ceil_mode)
     H_out, W_out = out_hw
-    Hp, Wp = _padded_hw((H, W), out_hw, kernel_size, stride, padding, dilation)
-    padded = (Hp, Wp) != (H, W)
-    if padded:
+    # rows/columns of the padded input every window fits in (ceil mode may pass the padding)
+    Hp = max(padding[0] + H, (H_out - 1) * sH + (kH - 1) * dH + 1)
+    Wp = max(padding[1] + W, (W_out - 1) * sW + (kW - 1) * dW + 1)
+    if (Hp, Wp) != (H, W):
         xp = np.full((N, C, Hp, Wp), -np.inf, dtype=x.dtype)
         xp[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W] = x
     else:
         xp = x
+
+    def at(o: int) -> np.ndarray:  # offset o's element of every window
+        p, q = divmod(o, kW)
+        return xp[:, :, p * dH : p * dH + (H_out - 1) * sH + 1 : sH, q * dW : q * dW + (W_out - 1) * sW + 1 : sW]
+
     code_dtype = np.int8 if kH * kW <= 127 else (np.int16 if kH * kW <= 32767 else np.int32)
-    p0 = _first_inside(H_out, stride[0], padding[0], dilation[0])
-    q0 = _first_inside(W_out, stride[1], padding[1], dilation[1])
+    p0 = _first_inside(H_out, sH, padding[0], dH)
+    q0 = _first_inside(W_out, sW, padding[1], dW)
     if p0.any() or q0.any():
         start = (p0[:, None] * kW + q0[None, :]).astype(code_dtype)
         code = np.broadcast_to(start, (N, C, H_out, W_out)).copy()  # C order (np.array would keep odd strides)
@@ -322,39 +339,38 @@ def max_pool2d_fast_forward(
         first = 0
     else:  # every window starts inside the input: offset (0, 0) is the first candidate
         code = np.zeros((N, C, H_out, W_out), dtype=code_dtype)
-        y = _offset_view(xp, 0, 0, out_hw, stride, dilation).copy()
+        y = at(0).copy()
         first = 1
     for o in range(first, kH * kW):
-        v = _offset_view(xp, o // kW, o % kW, out_hw, stride, dilation)
+        v = at(o)
         wins = v > y
         np.maximum(y, v, out=y)
         code += wins * (code_dtype(o) - code)  # code = o where wins, without a branchy masked write
     if np.isnan(y).any():  # the last NaN of each NaN window wins, as in PyTorch's scan
         has_nan = np.isnan(y)
         for o in range(kH * kW):
-            v = _offset_view(xp, o // kW, o % kW, out_hw, stride, dilation)
-            code[has_nan & np.isnan(v)] = o
+            code[has_nan & np.isnan(at(o))] = o
     # a window can hold no input element (dilation skipping over a small input): it yields
     # -inf, its index points outside it, and it passes no gradient
     empty_rows = (np.arange(H_out) * stride[0] - padding[0] + p0 * dilation[0]) >= H
     empty_cols = (np.arange(W_out) * stride[1] - padding[1] + q0 * dilation[1]) >= W
     empty = (empty_rows[:, None] | empty_cols[None, :]) if empty_rows.any() or empty_cols.any() else None
-    return y, FastMaxPoolCtx(x.shape, code, kernel_size, stride, padding, dilation, (Hp, Wp), empty)
+    return y, FastMaxPoolCtx(x.shape, code, kernel_size, stride, padding, dilation, empty)
 
 
 def max_pool2d_fast_backward(grad_y: np.ndarray, ctx: FastMaxPoolCtx) -> tuple[np.ndarray]:
     """Scatter gy to the selected elements, two ways.
 
     Windows apart on both axes (no element in two windows): for each kernel offset o, the
-    outputs that selected o write their gradient into the strided view of offset o of a
-    padded gradient buffer (distinct outputs of one offset hit distinct positions), and the
-    padding, where an empty window's choice lies, is cropped off. Overlapping windows: one
+    outputs that selected o write their gradient into the strided view of offset o of the
+    input gradient (distinct outputs of one offset hit distinct positions; an empty
+    window's choice lies outside the input, so is never written). Overlapping windows: one
     np.bincount over the flat positions (n*C + c)*H*W + index, weighted by gy
     (accumulated in float64, rounded once), empty windows weighted 0.
     """
     N, C, H, W = ctx.x_shape
     kH, kW = ctx.kernel_size
-    (sH, sW), (pH, pW), (dH, dW) = ctx.stride, ctx.padding, ctx.dilation
+    (sH, sW), (dH, dW) = ctx.stride, ctx.dilation
     if not (sH >= (kH - 1) * dH + 1 and sW >= (kW - 1) * dW + 1):
         planes = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)
         flat, weights = planes + ctx.indices, grad_y
@@ -362,20 +378,19 @@ def max_pool2d_fast_backward(grad_y: np.ndarray, ctx: FastMaxPoolCtx) -> tuple[n
             flat, weights = np.where(ctx.empty, 0, flat), np.where(ctx.empty, 0, grad_y)
         grad_x = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=N * C * H * W)
         return (grad_x.reshape(ctx.x_shape).astype(grad_y.dtype),)
-    out_hw = grad_y.shape[2:]
-    Hp, Wp = ctx.padded_hw
-    gxp = np.zeros((N, C, Hp, Wp), dtype=grad_y.dtype)
+    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
     finite = bool(np.isfinite(grad_y).all())
     for o in range(kH * kW):
-        view = _offset_view(gxp, o // kW, o % kW, out_hw, ctx.stride, ctx.dilation)
-        chosen = ctx.code == o
+        where = _offset_slices(grad_y.shape[2:], (H, W), ctx.stride, ctx.padding, ctx.dilation, o // kW, o % kW)
+        if where is None:
+            continue
+        out, inp = where
+        chosen = ctx.code[out] == o
         if finite:
-            np.multiply(grad_y, chosen, out=view)
+            np.multiply(grad_y[out], chosen, out=grad_x[inp])
         else:  # inf * 0 would be NaN: a masked write instead
-            np.copyto(view, grad_y, where=chosen)
-    if (Hp, Wp) == (H, W):
-        return (gxp,)
-    return (np.ascontiguousarray(gxp[:, :, pH : pH + H, pW : pW + W]),)
+            np.copyto(grad_x[inp], grad_y[out], where=chosen)
+    return (grad_x,)
 
 
 # ---- avg_pool2d -------------------------------------------------------------------------------
@@ -487,51 +502,47 @@ def avg_pool2d_fast_forward(
     count_include_pad: bool,
     divisor_override: int | None,
 ) -> tuple[np.ndarray, AvgPoolCtx]:
-    """Window sums are separable: the input is zero-padded, summed over the kH kernel rows
-    (one strided view per row offset, stride sH), then over the kW kernel columns (stride
-    sW), and divided by the per-position divisor. kH + kW passes instead of kH * kW."""
+    """Window sums are separable: the input is summed over the kH kernel rows (one strided
+    view per row offset, clipped to the windows where that row is inside the input, so no
+    padded copy), then over the kW kernel columns, and divided by the per-position divisor.
+    kH + kW passes instead of kH * kW."""
     N, C, H, W = x.shape
     kH, kW = kernel_size
-    sH, sW = stride
-    pH, pW = padding
     out_hw = _output_hw(x, kernel_size, stride, padding, (1, 1), ceil_mode)
     H_out, W_out = out_hw
     divisor = _avg_divisor(H, W, out_hw, kernel_size, stride, padding, count_include_pad, divisor_override)
-    Hp, Wp = _padded_hw((H, W), out_hw, kernel_size, stride, padding, (1, 1))
-    if (Hp, Wp) != (H, W):
-        xp = np.zeros((N, C, Hp, Wp), dtype=x.dtype)
-        xp[:, :, pH : pH + H, pW : pW + W] = x
-    else:
-        xp = x
-    rows = xp[:, :, 0 : (H_out - 1) * sH + 1 : sH].copy()
-    for p in range(1, kH):
-        rows += xp[:, :, p : p + (H_out - 1) * sH + 1 : sH]
-    y = rows[..., 0 : (W_out - 1) * sW + 1 : sW].copy()
-    for q in range(1, kW):
-        y += rows[..., q : q + (W_out - 1) * sW + 1 : sW]
+    rows = np.zeros((N, C, H_out, W), dtype=x.dtype)
+    for p in range(kH):
+        r = _clip(H_out, H, stride[0], p - padding[0])
+        if r is not None:
+            rows[:, :, r[0]] += x[:, :, r[1]]
+    y = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for q in range(kW):
+        c = _clip(W_out, W, stride[1], q - padding[1])
+        if c is not None:
+            y[..., c[0]] += rows[..., c[1]]
     y /= divisor.astype(x.dtype)
     return y, AvgPoolCtx(x.shape, kernel_size, stride, padding, divisor)
 
 
 def avg_pool2d_fast_backward(grad_y: np.ndarray, ctx: AvgPoolCtx) -> tuple[np.ndarray]:
     """The forward's separable sums transposed: gy / D is spread over the kW column offsets
-    (adds into strided views), then over the kH row offsets; the padding is cropped."""
+    (adds into strided views, clipped to the input), then over the kH row offsets."""
     N, C, H, W = ctx.x_shape
     kH, kW = ctx.kernel_size
-    sH, sW = ctx.stride
-    pH, pW = ctx.padding
     H_out, W_out = grad_y.shape[2:]
-    Hp, Wp = _padded_hw((H, W), (H_out, W_out), ctx.kernel_size, ctx.stride, ctx.padding, (1, 1))
     share = grad_y / ctx.divisor.astype(grad_y.dtype)
-    rows = np.zeros((N, C, H_out, Wp), dtype=grad_y.dtype)
+    cols = np.zeros((N, C, H_out, W), dtype=grad_y.dtype)
     for q in range(kW):
-        rows[..., q : q + (W_out - 1) * sW + 1 : sW] += share
-    gxp = np.zeros((N, C, Hp, Wp), dtype=grad_y.dtype)
+        c = _clip(W_out, W, ctx.stride[1], q - ctx.padding[1])
+        if c is not None:
+            cols[..., c[1]] += share[..., c[0]]
+    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
     for p in range(kH):
-        gxp[:, :, p : p + (H_out - 1) * sH + 1 : sH] += rows
-    if (Hp, Wp) == (H, W):
-        return (gxp,)
-    return (np.ascontiguousarray(gxp[:, :, pH : pH + H, pW : pW + W]),)
+        r = _clip(H_out, H, ctx.stride[0], p - ctx.padding[0])
+        if r is not None:
+            grad_x[:, :, r[1]] += cols[:, :, r[0]]
+    return (grad_x,)
 
 
 # ---- adaptive_avg_pool2d ----------------------------------------------------------------------
