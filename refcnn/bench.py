@@ -372,11 +372,27 @@ class Result:
     mygrad_ms: float | None = None
     peak_mem_bytes: int | None = None
     input_bytes: int | None = None
+    refcnn_fwd_ms: float | None = None  # the forward alone (as run in training: torch records its graph)
+    torch_fwd_ms: float | None = None
 
     @property
     def ratio(self) -> float:
         """refcnn's time over torch's: above 1, refcnn is slower."""
         return self.refcnn_ms / self.torch_ms
+
+    @property
+    def fwd_ratio(self) -> float | None:
+        if self.refcnn_fwd_ms is None or self.torch_fwd_ms is None:
+            return None
+        return self.refcnn_fwd_ms / self.torch_fwd_ms
+
+    @property
+    def bwd_ratio(self) -> float | None:
+        """The backward's ratio, its time taken as the whole's minus the forward's."""
+        if self.refcnn_fwd_ms is None or self.torch_fwd_ms is None:
+            return None
+        refcnn, torch = self.refcnn_ms - self.refcnn_fwd_ms, self.torch_ms - self.torch_fwd_ms
+        return refcnn / torch if refcnn > 0 and torch > 0 else None
 
     def gflops(self, ms: float | None) -> float | None:
         if self.flops is None or ms is None:
@@ -402,6 +418,10 @@ class Result:
             "input_bytes": self.input_bytes,
             "mygrad_ms": self.mygrad_ms,
             "mygrad_ratio": None if self.mygrad_ms is None else self.refcnn_ms / self.mygrad_ms,
+            "refcnn_fwd_ms": self.refcnn_fwd_ms,
+            "torch_fwd_ms": self.torch_fwd_ms,
+            "fwd_ratio": self.fwd_ratio,
+            "bwd_ratio": self.bwd_ratio,
         }
 
 
@@ -510,14 +530,15 @@ def _bytes(n: int | None) -> str:
 
 def format_table(results: Sequence[Result], peak_gflops: float | None) -> str:
     """The results as an aligned text table."""
-    head = ("case", "refcnn ms", "torch ms", "ratio", "GFLOP/s", "% peak", "torch GF/s", "mygrad ms",
+    head = ("case", "refcnn ms", "torch ms", "ratio", "fwd|bwd", "GFLOP/s", "% peak", "torch GF/s", "mygrad ms",
             "peak mem", "input")  # fmt: skip
     rows = [head]
     for r in results:
         d = r.to_json(peak_gflops)
         frac = d["peak_fraction"]
         rows.append((
-            r.name, f"{r.refcnn_ms:.3f}", f"{r.torch_ms:.3f}", f"{r.ratio:.2f}", _fmt(d["gflops"], ".1f"),
+            r.name, f"{r.refcnn_ms:.3f}", f"{r.torch_ms:.3f}", f"{r.ratio:.2f}",
+            "-" if r.fwd_ratio is None else f"{r.fwd_ratio:.2f}|{_fmt(r.bwd_ratio, '.2f')}", _fmt(d["gflops"], ".1f"),
             _fmt(None if frac is None else 100 * frac, ".1f"), _fmt(d["torch_gflops"], ".1f"),
             _fmt(r.mygrad_ms, ".3f"), _bytes(r.peak_mem_bytes), _bytes(r.input_bytes),
         ))  # fmt: skip
@@ -601,18 +622,24 @@ def _conv_case(torch: Any, mg: Any, case: ConvCase, opts: Options) -> Result:
     gy = rng.standard_normal((case.N, case.C_out, H_out, W_out), dtype=np.float32)
     conv = kernels.get("conv2d")
 
+    def refcnn_forward() -> Any:
+        return conv.forward(x, w, b, stride=s, padding=p, dilation=(1, 1), groups=1)[1]
+
     def run_refcnn() -> None:
-        _, ctx = conv.forward(x, w, b, stride=s, padding=p, dilation=(1, 1), groups=1)
-        conv.backward(gy, ctx)
+        conv.backward(gy, refcnn_forward())
 
     xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))
     gyt = torch.from_numpy(gy)
 
-    def run_torch() -> None:
-        y = F.conv2d(xt, wt, bt, stride=s, padding=p)
-        torch.autograd.grad(y, (xt, wt, bt), gyt)
+    def torch_forward() -> Any:
+        return F.conv2d(xt, wt, bt, stride=s, padding=p)
 
-    fns: dict[str, Callable[[], object]] = {"refcnn": run_refcnn, "torch": run_torch}
+    def run_torch() -> None:
+        torch.autograd.grad(torch_forward(), (xt, wt, bt), gyt)
+
+    fns: dict[str, Callable[[], object]] = {
+        "refcnn": run_refcnn, "torch": run_torch, "refcnn_fwd": refcnn_forward, "torch_fwd": torch_forward,
+    }  # fmt: skip
     if mg is not None:
         from mygrad.nnet import conv_nd
 
@@ -632,7 +659,8 @@ def _conv_case(torch: Any, mg: Any, case: ConvCase, opts: Options) -> Result:
     return Result(
         case.name, "conv2d", list(case.input_shape), median_ms(times["refcnn"]), median_ms(times["torch"]),
         config=case.config, flops=case.flops(), mygrad_ms=median_ms(times["mygrad"]) if "mygrad" in times else None,
-        peak_mem_bytes=peak_memory(run_refcnn), input_bytes=x.nbytes,
+        peak_mem_bytes=peak_memory(run_refcnn), input_bytes=x.nbytes, refcnn_fwd_ms=median_ms(times["refcnn_fwd"]),
+        torch_fwd_ms=median_ms(times["torch_fwd"]),
     )  # fmt: skip
 
 
@@ -648,17 +676,23 @@ def _pool_case(torch: Any, mg: Any, case: PoolCase, opts: Options) -> Result:
     gy = rng.standard_normal((case.N, case.C, H_out, W_out), dtype=np.float32)
     pool = kernels.get("max_pool2d")
 
+    def refcnn_forward() -> Any:
+        return pool.forward(x, kernel_size=k, stride=s, padding=p, dilation=(1, 1), ceil_mode=False)[1]
+
     def run_refcnn() -> None:
-        _, ctx = pool.forward(x, kernel_size=k, stride=s, padding=p, dilation=(1, 1), ceil_mode=False)
-        pool.backward(gy, ctx)
+        pool.backward(gy, refcnn_forward())
 
     xt, gyt = torch.from_numpy(x.copy()).requires_grad_(), torch.from_numpy(gy)
 
-    def run_torch() -> None:
-        y = F.max_pool2d(xt, k, s, p)
-        torch.autograd.grad(y, (xt,), gyt)
+    def torch_forward() -> Any:
+        return F.max_pool2d(xt, k, s, p)
 
-    fns: dict[str, Callable[[], object]] = {"refcnn": run_refcnn, "torch": run_torch}
+    def run_torch() -> None:
+        torch.autograd.grad(torch_forward(), (xt,), gyt)
+
+    fns: dict[str, Callable[[], object]] = {
+        "refcnn": run_refcnn, "torch": run_torch, "refcnn_fwd": refcnn_forward, "torch_fwd": torch_forward,
+    }  # fmt: skip
     if mg is not None:
         from mygrad.nnet import max_pool
 
@@ -674,7 +708,8 @@ def _pool_case(torch: Any, mg: Any, case: PoolCase, opts: Options) -> Result:
     return Result(
         case.name, "max_pool2d", list(case.input_shape), median_ms(times["refcnn"]), median_ms(times["torch"]),
         config=case.config, mygrad_ms=median_ms(times["mygrad"]) if "mygrad" in times else None,
-        peak_mem_bytes=peak_memory(run_refcnn), input_bytes=x.nbytes,
+        peak_mem_bytes=peak_memory(run_refcnn), input_bytes=x.nbytes, refcnn_fwd_ms=median_ms(times["refcnn_fwd"]),
+        torch_fwd_ms=median_ms(times["torch_fwd"]),
     )  # fmt: skip
 
 
@@ -986,7 +1021,8 @@ def run(opts: Options) -> dict[str, Any]:
         print(f"  measured {results[-1].name}", file=sys.stderr, flush=True)
     print()
     print(format_table(results, peak))
-    print("  ratio = refcnn / torch (above 1: refcnn slower); GFLOP/s count forward + backward;")
+    print("  ratio = refcnn / torch (above 1: refcnn slower); fwd|bwd: the forward's ratio and the backward's")
+    print("  (whole minus forward); GFLOP/s count forward + backward;")
     print("  peak mem = tracemalloc peak of one cold refcnn forward + backward")
     notebook = _notebook(x_all, y_all, opts)
     print(

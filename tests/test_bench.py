@@ -302,3 +302,14 @@ def test_main_rejects_zero_repeats(capsys):
     with pytest.raises(SystemExit) as info:
         bench.main(["--repeats", "0"])
     assert info.value.code == 2 and "--repeats must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_forward_and_backward_ratios():
+    r = bench.Result("c", "conv2d", [1], refcnn_ms=30.0, torch_ms=10.0, refcnn_fwd_ms=10.0, torch_fwd_ms=5.0)
+    assert r.fwd_ratio == pytest.approx(2.0) and r.bwd_ratio == pytest.approx(20.0 / 5.0)
+    d = r.to_json(None)
+    assert d["fwd_ratio"] == pytest.approx(2.0) and d["bwd_ratio"] == pytest.approx(4.0) and d["peak_fraction"] is None
+    assert "2.00|4.00" in bench.format_table([r], None)
+    # a forward timed slower than the whole (noise) gives no backward ratio, not a negative one
+    noisy = bench.Result("c", "conv2d", [1], refcnn_ms=1.0, torch_ms=1.0, refcnn_fwd_ms=1.2, torch_fwd_ms=0.5)
+    assert noisy.bwd_ratio is None and bench.Result("t", "train_step", [1], 1.0, 1.0).fwd_ratio is None
