@@ -101,6 +101,17 @@ class MaxPool2dSpec(_Window):
     def checks(self, dtype: str) -> list[str]:
         return [*super().checks(dtype), "indices"]
 
+    def skip_gradients(self, built: Built, upcast: dict[str, Any]) -> bool:
+        """A window lying wholly in the padding (dilation steps over the input) gives -inf,
+        and PyTorch's index for it is an artifact: sometimes an element outside the window,
+        sometimes out of the input's range, where its backward writes out of bounds (heap
+        corruption, a PyTorch bug). Forward is still compared (-inf); indices and gradients,
+        undefined in PyTorch there, are not."""
+        with torch.no_grad():
+            y = F.max_pool2d(torch.from_numpy(upcast["x"]), **built.config)
+        self._empty_window = bool(torch.isneginf(y).any())
+        return self._empty_window
+
     def _fd_size(self, arrays: dict[str, Any]) -> int:
         return 10**9 if self._ties else super()._fd_size(arrays)
 
@@ -118,6 +129,8 @@ class MaxPool2dSpec(_Window):
         impl: str,
         rec: core.Recorder,
     ) -> None:
+        if self._empty_window:
+            return
         _, idx = F.max_pool2d(torch.from_numpy(upcast["x"]), return_indices=True, **built.config)
         got = getattr(ctx, "indices", None)
         if got is None:
