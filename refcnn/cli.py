@@ -35,6 +35,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=_positive(float), default=0.02)
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    p.add_argument(
+        "--scheduler", choices=("cosine", "none"), default="cosine",
+        help="learning-rate schedule over the epochs (default cosine: CosineAnnealingLR(T_max=epochs))",
+    )  # fmt: skip
     p.add_argument("--data", type=Path, default=None, help="directory of MNIST IDX files (default: the bundled sample)")
     p.add_argument("--train-limit", type=_positive(int), default=None, help="use only the first N training images")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -59,9 +63,11 @@ def train_main(args: argparse.Namespace) -> int:
         opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     else:
         opt = optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs) if args.scheduler == "cosine" else None
     print(
         f"training {args.model} ({args.dtype}) on {len(y_train)} images from {root}, "
-        f"testing on {len(y_test)}; {args.optimizer} lr={args.lr:g} batch {args.batch_size}, {args.epochs} epochs"
+        f"testing on {len(y_test)}; {args.optimizer} lr={args.lr:g} ({args.scheduler} schedule) batch {args.batch_size}, "
+        f"{args.epochs} epochs"
     )
 
     def report(s: EpochStats) -> None:
@@ -75,6 +81,7 @@ def train_main(args: argparse.Namespace) -> int:
     history = fit(
         model, opt, (x_train, y_train), (x_test, y_test), epochs=args.epochs, batch_size=args.batch_size,
         generator=generator, progress=not args.no_progress and sys.stderr.isatty(), on_epoch=report,
+        scheduler=scheduler,
     )  # fmt: skip
     total = time.perf_counter() - start
     checkpoint = args.checkpoint or Path("runs") / f"{args.model}.safetensors"
