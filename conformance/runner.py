@@ -241,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ctx = get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(args.plugin,)) as pool:
-            for task, res in zip(tasks, pool.map(_run_task_safe, tasks), strict=True):
+            futures = [pool.submit(_run_task_safe, t) for t in tasks]
+            for task, fut in zip(tasks, futures, strict=True):
+                try:
+                    res = fut.result()
+                except Exception as exc:  # a worker died (a native crash): report the task, keep going
+                    res = ([], None, 0.0, f"{task[0]} {task[1]}: worker process died: {type(exc).__name__}: {exc}")
                 results.append(res)
                 print(f"  {task[0]:<28} {task[1]:<8} {res[2]:6.1f} s{'  CRASHED' if res[3] else ''}", flush=True)
     tallies = []

@@ -151,6 +151,8 @@ TERMS_TEXT = {
     "elu": "x <= 0: |alpha|*(exp(x)+1) (alpha*(exp(x)-1)); grad |g|*|alpha|*(exp(x)+1)",
     "log_softmax": "forward: |x-m| + log(s) + 1 (s = sum exp(x-m) rounds relative to s >= 1); grad: |g| + p*sum|g|",
     "softmax": "grad: p*(|g| + sum(|g|*p)) (g - sum(g*y) cancels)",
+    "cross_entropy": "forward: sum over rows and classes of w*q*(|x-m| + log(s) + 1) times the reduction's scale; "
+    "grad: |A_r|*(a_r*p + w*q) for A_r*(p - q), a_r = sum(w*q) (q the smoothed target)",
     "batch_norm, group_norm, layer_norm": "xa = (|x| + mean|x|)*rstd: forward |w|*xa; grad_x "
     "rstd*(|gw| + mean|gw| + xa*mean(|gw|*xa)), gw = g*w; grad_weight sum |g|*xa (evaluation: running mean for mean|x|)",
 }

@@ -107,7 +107,55 @@ class ClassLossSpec(OpSpec):
 
         rows = N * (d if case["layout"] == "NCd" else 1) if case["layout"] != "C" else 1
         R = (C if self.op == "cross_entropy" else 0) + rows
-        return Built({"x": x, "target": target, "weight": w}, cfg, fn, R=R)
+        return Built({"x": x, "target": target, "weight": w}, cfg, fn, R=R, extra={"layout": case["layout"]})
+
+    def extra_terms(self, built: Built, upcast: dict[str, Any], g: np.ndarray) -> dict[str, np.ndarray]:
+        """cross_entropy: the log_softmax terms of every (row, class) the loss sums, and for
+        the gradient A_r*(p - q) (q the smoothed target, A_r the row's scale) the magnitudes
+        |A_r|*(a_r*p + w*q): p - q cancels when p is close to the target."""
+        if self.op != "cross_entropy":
+            return {}
+        layout, cfg = built.extra["layout"], built.config
+        x = torch.from_numpy(np.asarray(upcast["x"]))
+        C = x.shape[-1] if layout == "C" else x.shape[1]
+        rows = {"C": lambda a: a.reshape(1, C), "NC": lambda a: a,
+                "NCd": lambda a: a.permute(0, 2, 1).reshape(-1, C)}[layout]  # fmt: skip
+        xr = rows(x)
+        M = xr.shape[0]
+        t = np.asarray(upcast["target"])
+        w = torch.ones(C, dtype=torch.float64) if upcast["weight"] is None else torch.from_numpy(upcast["weight"])
+        eps = cfg["label_smoothing"]
+        if t.dtype.kind == "f":
+            q = rows(torch.from_numpy(t))
+            valid = torch.ones(M, dtype=torch.bool)
+            denom = float(M)
+        else:
+            ti = torch.from_numpy(t.astype(np.int64)).reshape(-1)
+            valid = ti != cfg["ignore_index"]
+            q = torch.zeros(M, C, dtype=torch.float64)
+            q[valid, ti[valid]] = 1.0
+            denom = float(w[ti[valid]].sum()) if bool(valid.any()) else float("nan")
+        if eps > 0:
+            q = torch.where(valid[:, None], q * (1 - eps) + eps / C, q)
+        m = xr.max(dim=1, keepdim=True).values
+        lse = torch.log(torch.exp(xr - m).sum(dim=1, keepdim=True))
+        p = torch.softmax(xr, dim=1)
+        ga = torch.from_numpy(np.asarray(np.abs(np.asarray(g, dtype=np.float64))))
+        if cfg["reduction"] == "none":
+            scale = ga.reshape(-1) if ga.numel() == M else ga.reshape(-1).expand(M)
+        else:
+            scale = (ga.reshape(()) / (denom if cfg["reduction"] == "mean" else 1.0)).expand(M)
+        scale = torch.nan_to_num(scale, nan=0.0)
+        per_row = ((w * q) * ((xr - m).abs() + lse + 1)).sum(dim=1)
+        a = (w * q).sum(dim=1, keepdim=True)
+        grad_rows = scale[:, None] * (a * p + w * q)
+        unrows = {"C": lambda r: r.reshape(C), "NC": lambda r: r,
+                  "NCd": lambda r: r.reshape(x.shape[0], x.shape[2], C).permute(0, 2, 1)}[layout]  # fmt: skip
+        if cfg["reduction"] == "none":
+            fwd = per_row.reshape(np.shape(g))
+        else:
+            fwd = (per_row * scale / ga.reshape(()).clamp_min(1e-300)).sum().reshape(())
+        return {"forward": fwd.numpy(), "x": unrows(grad_rows).numpy()}
 
 
 @st.composite

@@ -189,8 +189,9 @@ def _loss_ctor(draw: Any, cls: str) -> tuple[dict[str, Any], list[int]]:
 
 def _norm_terms_module(kind: str) -> Callable[..., dict[str, np.ndarray]]:
     def terms(
-        module: Any, kw: dict[str, Any], x: torch.Tensor, params: dict[str, torch.Tensor], g: torch.Tensor
+        module: Any, kw: dict[str, Any], t: dict[str, Any], params: dict[str, torch.Tensor], g: torch.Tensor
     ) -> dict[str, np.ndarray]:
+        x = t["x"]
         w = params.get("weight")
         if kind == "bn":
             shape_w = [1, x.shape[1]] + [1] * (x.dim() - 2)
@@ -218,12 +219,26 @@ def _act_terms(op: str) -> Callable[..., dict[str, np.ndarray]] | None:
         return None
 
     def terms(
-        module: Any, kw: dict[str, Any], x: torch.Tensor, params: dict[str, Any], g: torch.Tensor
+        module: Any, kw: dict[str, Any], t: dict[str, Any], params: dict[str, Any], g: torch.Tensor
     ) -> dict[str, np.ndarray]:
-        fwd, grad = fn(x, g, kw)
+        fwd, grad = fn(t["x"], g, kw)
         return {"forward": fwd.numpy(), "x": grad.numpy()}
 
     return terms
+
+
+def _ce_terms(
+    module: Any, kw: dict[str, Any], t: dict[str, Any], params: dict[str, Any], g: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """CrossEntropyLoss: the kernel spec's cancellation terms on the module's arguments."""
+    from .base import Built
+    from .loss import ClassLossSpec
+
+    cfg = {"ignore_index": kw.get("ignore_index", -100), "reduction": kw.get("reduction", "mean"),
+           "label_smoothing": kw.get("label_smoothing", 0.0)}  # fmt: skip
+    up = {"x": t["x"].numpy(), "target": t["target"].numpy(), "weight": None}
+    built = Built(up, cfg, lambda **a: a["x"], extra={"layout": "NC"})
+    return ClassLossSpec("cross_entropy").extra_terms(built, up, g.numpy())
 
 
 def _dim_len(kw: dict[str, Any], shape: list[int]) -> int:
@@ -265,7 +280,7 @@ ENTRIES = [
     Entry("LayerNorm", _ln_ctor(), method="mixed", op="layer_norm",
           R=lambda kw, s: math.prod(s[-(1 if isinstance(kw["normalized_shape"], int) else len(kw["normalized_shape"])):]),
           terms=_norm_terms_module("ln"), init_ctor={"normalized_shape": 2000}),
-    Entry("CrossEntropyLoss", _loss_ctor("CrossEntropyLoss"), method="mixed", op="cross_entropy", target="class",
+    Entry("CrossEntropyLoss", _loss_ctor("CrossEntropyLoss"), method="mixed", op="cross_entropy", target="class", terms=_ce_terms,
           R=lambda kw, s: s[0] + s[1]),
     Entry("NLLLoss", _loss_ctor("NLLLoss"), method="mixed", op="nll_loss", target="class", input="logprobs", R=lambda kw, s: s[0]),
     Entry("MSELoss", _loss_ctor("MSELoss"), method="mixed", op="mse_loss", target="same", R=lambda kw, s: math.prod(s)),
@@ -519,7 +534,8 @@ class ModuleSpec(Spec):
                              jac_over=None if e.target is None else ["x", "target"])  # fmt: skip
         if e.terms is not None:
             t = core.to_torch({**up, **params})
-            extra = e.terms(tm64, case["kwargs"], t["x"], {k: t[k] for k in params}, torch.from_numpy(g))
+            kwd = {**case["kwargs"], "__dtype": dt}
+            extra = e.terms(tm64, kwd, t, {k: t[k] for k in params}, torch.from_numpy(np.asarray(g)))
             for name, terms in extra.items():
                 target = ref.forward if name == "forward" else ref.grads.get(name)
                 if target is not None:
