@@ -177,6 +177,23 @@ def test_fast_outputs_own_their_memory():
     np.testing.assert_array_equal(run("fast", x, w, b, **config), kept[0])
 
 
+@pytest.mark.parametrize("where", ["x", "weight"])
+def test_non_finite_values_stay_where_the_reference_puts_them(where):
+    # Regression: the fast kernel's wide layout multiplies extra (discarded) columns by zero;
+    # an inf there made nan leak into gw (inf in a column of x no window reads) or into gx
+    # (inf in the weight) where the reference (and PyTorch) has finite values.
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((1, 2, 4, 5)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(3)
+    if where == "x":
+        x[0, 0, 1, 4] = np.inf  # stride 2 along W: column 4 is read by no window
+    else:
+        w[0, 0, 0, 0] = np.inf
+    gy = rng.standard_normal((1, 3, 3, 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        check_against_reference("fast", np.float64, x, w, b, gy, stride=(1, 2))
+        assert np.isfinite(run("fast", x, w, b, gy, stride=(1, 2))[2 if where == "x" else 1]).any()
+
+
 # ---- finite differences (float64) ----------------------------------------------------------
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize(

@@ -180,6 +180,23 @@ def test_is_the_adjoint_of_conv2d(impl, case):
     assert_close(lhs, rhs, n, S, np.float64, "adjoint")
 
 
+@pytest.mark.parametrize("where", ["grad_y", "weight"])
+def test_non_finite_values_stay_where_the_reference_puts_them(where):
+    # Regression: the fast kernel's wide layout multiplies extra (discarded) columns by zero;
+    # an inf there made nan leak into the output (inf in the weight) or into gw (inf in gy
+    # where only output_padding reaches) where the reference (and PyTorch) has finite values.
+    rng = np.random.default_rng(7)
+    x, w, b = rng.standard_normal((1, 2, 3, 2)), rng.standard_normal((2, 3, 2, 2)), rng.standard_normal(3)
+    config = {"stride": (1, 2), "output_padding": (0, 1)}
+    gy = rng.standard_normal((1, 3, 4, 5))
+    if where == "grad_y":
+        gy[0, 0, 0, 4] = np.inf
+    else:
+        w[0, 0, 0, 0] = np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        check_against_reference("fast", np.float64, x, w, b, gy, **config)
+
+
 # ---- finite differences (float64) ----------------------------------------------------------
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize(

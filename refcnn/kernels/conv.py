@@ -362,6 +362,7 @@ class _Geometry:
     groups: int
     H_out: int
     W_out: int
+    wide_ok: bool
 
     @property
     def Wq(self) -> int:
@@ -375,7 +376,7 @@ class _Geometry:
     def wide(self) -> bool:
         # Whole phase rows cost Wq - W_out extra columns in every product: worth it (long
         # contiguous copies) while they are at most as many as the real ones.
-        return self.Wq <= 2 * self.W_out
+        return self.wide_ok and self.Wq <= 2 * self.W_out
 
     @property
     def Wc(self) -> int:
@@ -405,10 +406,15 @@ class _Geometry:
 
 
 def _geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...], stride: Pair, padding: Pair,
-              dilation: Pair, groups: int) -> _Geometry:  # fmt: skip
+              dilation: Pair, groups: int, *zero_times: np.ndarray) -> _Geometry:  # fmt: skip
+    """The geometry of one call. ``zero_times``: the arrays whose entries meet the zeros of the
+    wide layout's extra columns in a product that is kept (gw, gx); the wide layout is used
+    only if they are all finite, as inf * 0 = nan would leak into the result. (Their sum is
+    finite if they are; a false alarm from overflow only costs the narrow layout.)"""
     N, C, H, W = image
+    wide_ok = all(math.isfinite(float(np.sum(a))) for a in zero_times)
     return _Geometry(N, C, H, W, weight.shape[0], (weight.shape[2], weight.shape[3]), stride, padding, dilation,
-                     groups, out_hw[0], out_hw[1])  # fmt: skip
+                     groups, out_hw[0], out_hw[1], wide_ok)  # fmt: skip
 
 
 def _phased(image: np.ndarray, geo: _Geometry) -> np.ndarray:
@@ -546,7 +552,7 @@ def conv2d_fast_forward(
 
 def conv2d_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     x, w = ctx.x, ctx.weight
-    geo = _geometry(x.shape, w, grad_y.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups)
+    geo = _geometry(x.shape, w, grad_y.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, x, w)
     grad_rows = _to_rows(grad_y, geo)
     gw = _weight_grad_cols(_im2col(x, geo), grad_rows, w.shape)
     gx = _input_grad_rows(grad_rows, w, geo)
@@ -563,7 +569,7 @@ def conv_transpose2d_fast_forward(
     product per group (w^T @ x^T) and a col2im, plus the bias."""
     out_hw = _transpose_out_hw(x, weight, stride, padding, output_padding, dilation)
     geo = _geometry((x.shape[0], weight.shape[1] * groups, *out_hw), weight, x.shape[2:], stride, padding,
-                    dilation, groups)  # fmt: skip
+                    dilation, groups, weight)  # fmt: skip
     y = _add_bias(_input_grad_rows(_to_rows(x, geo), weight, geo), bias)
     return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
 
@@ -572,7 +578,7 @@ def conv_transpose2d_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.nd
     """gy's columns are built once and serve both products: gx = conv2d(gy, w) and
     gw = conv2d's weight gradient with gy as input and x as output gradient."""
     x, w = ctx.x, ctx.weight
-    geo = _geometry(grad_y.shape, w, x.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups)
+    geo = _geometry(grad_y.shape, w, x.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, grad_y)
     cols = _im2col(grad_y, geo)
     gx = _correlate_cols(cols, w, geo, None)
     gw = _weight_grad_cols(cols, _to_rows(x, geo), w.shape)
