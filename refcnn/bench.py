@@ -335,6 +335,17 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _torch_matmul_gflops(torch: Any, size: int, tries: int) -> float:
+    """torch.mm's rate on the same problem as :func:`matmul_peak_gflops`: a GEMM-bound case
+    can beat NumPy only by as much as torch's BLAS beats NumPy's."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    best = min(interleaved({"mm": lambda: torch.mm(a, b, out=out)}, tries, warmup=0)["mm"])
+    return 2.0 * size**3 / best / 1e9
+
+
 def _load_average() -> float | None:
     """The 1-minute load average (None where the OS has none): other work running during
     the benchmark slows multi-threaded code unevenly, so the report records it."""
@@ -1000,12 +1011,17 @@ def run(opts: Options) -> dict[str, Any]:
     machine = {
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "threads": threads, "threads_source": source, "torch_threads": torch.get_num_threads(),
+        "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
         "blas": _blas_name(), "matmul_peak_gflops": peak, "matmul_size": opts.matmul_size,
         "repeats": opts.repeats, "warmup": opts.warmup,
         "impls": {op: kernels.get(op).name for op in ("conv2d", "max_pool2d", "linear", "cross_entropy")},
         "load_average_start": load,
     }  # fmt: skip
-    print(f"float32 matmul peak: {peak:.1f} GFLOP/s (np.matmul {opts.matmul_size}^2, best of {opts.matmul_tries})")
+    machine["torch_matmul_gflops"] = torch_peak = _torch_matmul_gflops(torch, opts.matmul_size, opts.matmul_tries)
+    print(
+        f"float32 matmul peak: {peak:.1f} GFLOP/s (np.matmul {opts.matmul_size}^2, best of {opts.matmul_tries}); "
+        f"torch.mm: {torch_peak:.1f} GFLOP/s"
+    )
     print(f"kernels: {machine['impls']}; median of {opts.repeats} interleaved repeats after {opts.warmup} warm-up")
     print("mygrad: " + (f"{mg.__version__}" if mg is not None else "not installed (pip install mygrad): not timed"))
     results: list[Result] = []
