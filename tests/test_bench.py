@@ -313,3 +313,13 @@ def test_forward_and_backward_ratios():
     # a forward timed slower than the whole (noise) gives no backward ratio, not a negative one
     noisy = bench.Result("c", "conv2d", [1], refcnn_ms=1.0, torch_ms=1.0, refcnn_fwd_ms=1.2, torch_fwd_ms=0.5)
     assert noisy.bwd_ratio is None and bench.Result("t", "train_step", [1], 1.0, 1.0).fwd_ratio is None
+
+
+def test_best_ratios_when_given():
+    results = fake_results([1.0] * 8)
+    assert bench.report(results, [], {}, {})["summary"]["geomean_best_ratio"] is None
+    for r, best in zip(results, [0.5, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0], strict=True):
+        r.refcnn_best_ms, r.torch_best_ms = best * 2.0, 2.0
+    doc = bench.report(results, [], {}, {})
+    assert doc["summary"]["geomean_best_ratio"] == pytest.approx(1.0)  # the 8 conv/pool cases only
+    assert doc["results"][1]["best_ratio"] == pytest.approx(2.0) and doc["results"][1]["torch_best_ms"] == 2.0
