@@ -751,24 +751,12 @@ def _pool_case(torch: Any, mg: Any, case: PoolCase, opts: Options) -> Result:
     )  # fmt: skip
 
 
-def _torch_twin(torch: Any, name: str, model: nn.Module) -> Any:
-    """The same architecture in torch.nn, holding ``model``'s weights (strict load: any
-    difference in keys or shapes is an error)."""
-    tnn = torch.nn
-    if name == "simplecnn":
-        net = tnn.Sequential(
-            tnn.Conv2d(1, 8, 3), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(8 * 13 * 13, 10)
-        )
-    elif name == "lenet5":
-        net = tnn.Sequential(
-            tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5), tnn.ReLU(),
-            tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(),
-            tnn.Linear(84, 10),
-        )  # fmt: skip
-    else:
-        raise ValueError(f"no torch twin for model {name!r}")
-    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
-    return net
+def _torch_twin(model: nn.Module) -> Any:
+    """The same architecture in torch.nn holding copies of ``model``'s weights
+    (:func:`refcnn.interop.to_torch`: same state_dict keys, strict load)."""
+    from .interop import to_torch
+
+    return to_torch(model)
 
 
 @dataclass
@@ -786,7 +774,7 @@ class _Pair:
     def make(cls, torch: Any, name: str, lr: float, seed: int = 0) -> _Pair:
         manual_seed(seed)
         model = models.build(name)
-        twin = _torch_twin(torch, name, model)
+        twin = _torch_twin(model)
         opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         topt = torch.optim.SGD(twin.parameters(), lr=lr, momentum=0.9)
         return cls(model, twin, opt, topt, nn.CrossEntropyLoss(), torch)  # type: ignore[arg-type]
@@ -813,11 +801,13 @@ def _train_case(torch: Any, name: str, x: np.ndarray, y: np.ndarray, opts: Optio
     times = interleaved(
         {"refcnn": lambda: pair.refcnn_step(x, y), "torch": lambda: pair.torch_step(xt, yt)}, opts.repeats, opts.warmup
     )
-    label = {"simplecnn": "SimpleCNN", "lenet5": "LeNet5"}[name]
+    label = type(pair.model).__name__
+    # Both took the same steps on the same batch: one more each shows they still compute the same thing.
+    losses = {"refcnn_loss_after": pair.refcnn_step(x, y), "torch_loss_after": pair.torch_step(xt, yt)}
     return Result(
         f"train step {label} batch {len(x)}", "train_step", list(x.shape), median_ms(times["refcnn"]),
         median_ms(times["torch"]), config={"model": name, "optimizer": "SGD lr=0.01 momentum=0.9",
-        "loss": "CrossEntropyLoss"}, flops=flops, peak_mem_bytes=peak_memory(lambda: pair.refcnn_step(x, y)),
+        "loss": "CrossEntropyLoss", **losses}, flops=flops, peak_mem_bytes=peak_memory(lambda: pair.refcnn_step(x, y)),
         input_bytes=x.nbytes, refcnn_best_ms=_best_ms(times["refcnn"]),
         torch_best_ms=_best_ms(times["torch"]),
     )  # fmt: skip
