@@ -101,6 +101,9 @@ def _check_common(op: str, x: Any, weight: Any, bias: Any, groups: Any, **pairs:
 
 
 def validate_conv2d(x: Any, weight: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any, groups: Any) -> None:
+    """PyTorch's checks for F.conv2d (with padding already a pair): float arrays of one
+    dtype, x 4-D, weight 4-D, bias 1-D of C_out; x's channels = weight's in-channels x
+    groups; groups divides C_out; the dilated kernel fits in the padded input."""
     op = "conv2d"
     _check_common(op, x, weight, bias, groups, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1))
     C_out, C_per_group, kH, kW = weight.shape
@@ -126,6 +129,9 @@ def validate_conv2d(x: Any, weight: Any, bias: Any, *, stride: Any, padding: Any
 def validate_conv_transpose2d(
     x: Any, weight: Any, bias: Any, *, stride: Any, padding: Any, output_padding: Any, dilation: Any, groups: Any
 ) -> None:
+    """PyTorch's checks for F.conv_transpose2d: as conv2d's, with weight (C_in, C_out/groups,
+    kH, kW); output_padding below stride or dilation on each axis; an output of at least
+    one pixel."""
     op = "conv_transpose2d"
     _check_common(
         op, x, weight, bias, groups,
