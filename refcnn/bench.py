@@ -335,14 +335,14 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _torch_matmul_gflops(torch: Any, size: int, tries: int) -> float:
+def _torch_matmul_gflops(torch: Any, size: int, tries: int, clock: Callable[[], float]) -> float:
     """torch.mm's rate on the same problem as :func:`matmul_peak_gflops`: a GEMM-bound case
     can beat NumPy only by as much as torch's BLAS beats NumPy's."""
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
     out = torch.empty(size, size)
     torch.mm(a, b, out=out)
-    best = min(interleaved({"mm": lambda: torch.mm(a, b, out=out)}, tries, warmup=0)["mm"])
+    best = min(interleaved({"mm": lambda: torch.mm(a, b, out=out)}, tries, 0, clock)["mm"])
     return 2.0 * size**3 / best / 1e9
 
 
@@ -355,7 +355,7 @@ def _load_average() -> float | None:
         return None
 
 
-def matmul_peak_gflops(size: int = 2048, tries: int = 5) -> float:
+def matmul_peak_gflops(size: int = 2048, tries: int = 5, clock: Callable[[], float] = time.perf_counter) -> float:
     """This machine's float32 matmul rate (GFLOP/s): np.matmul of two size x size matrices,
     the best of ``tries`` (after one warm-up), 2*size**3 flops each."""
     rng = np.random.default_rng(0)
@@ -363,7 +363,7 @@ def matmul_peak_gflops(size: int = 2048, tries: int = 5) -> float:
     b = rng.standard_normal((size, size), dtype=np.float32)
     out = np.empty((size, size), dtype=np.float32)
     np.matmul(a, b, out=out)
-    best = min(interleaved({"matmul": lambda: np.matmul(a, b, out=out)}, tries, warmup=0)["matmul"])
+    best = min(interleaved({"matmul": lambda: np.matmul(a, b, out=out)}, tries, 0, clock)["matmul"])
     return 2.0 * size**3 / best / 1e9
 
 
@@ -592,12 +592,19 @@ class Options:
     denormal_train_steps: int
     matmul_size: int
     matmul_tries: int
+    cpu_time: bool = False
 
     @classmethod
-    def make(cls, repeats: int | None, quick: bool) -> Options:
+    def make(cls, repeats: int | None, quick: bool, cpu_time: bool = False) -> Options:
         if quick:
-            return cls(repeats or 3, 1, 1, 10, 1024, 3)
-        return cls(repeats or 15, 2, 2, 200, 2048, 5)
+            return cls(repeats or 3, 1, 1, 10, 1024, 3, cpu_time)
+        return cls(repeats or 15, 2, 2, 200, 2048, 5, cpu_time)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Wall time; with --cpu-time the process's CPU time (= wall time of one busy thread
+        that nobody interrupts, so other work on the machine does not count)."""
+        return time.process_time if self.cpu_time else time.perf_counter
 
 
 def _mygrad() -> Any:
@@ -691,7 +698,7 @@ def _conv_case(torch: Any, mg: Any, case: ConvCase, opts: Options) -> Result:
                 window.crop(xp.grad)
 
         fns["mygrad"] = run_mygrad
-    times = interleaved(fns, opts.repeats, opts.warmup)
+    times = interleaved(fns, opts.repeats, opts.warmup, opts.clock)
     return Result(
         case.name, "conv2d", list(case.input_shape), median_ms(times["refcnn"]), median_ms(times["torch"]),
         config=case.config, flops=case.flops(), mygrad_ms=median_ms(times["mygrad"]) if "mygrad" in times else None,
@@ -741,7 +748,7 @@ def _pool_case(torch: Any, mg: Any, case: PoolCase, opts: Options) -> Result:
             window.crop(xm.grad)
 
         fns["mygrad"] = run_mygrad
-    times = interleaved(fns, opts.repeats, opts.warmup)
+    times = interleaved(fns, opts.repeats, opts.warmup, opts.clock)
     return Result(
         case.name, "max_pool2d", list(case.input_shape), median_ms(times["refcnn"]), median_ms(times["torch"]),
         config=case.config, mygrad_ms=median_ms(times["mygrad"]) if "mygrad" in times else None,
@@ -799,8 +806,9 @@ def _train_case(torch: Any, name: str, x: np.ndarray, y: np.ndarray, opts: Optio
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     flops = 3 * model_forward_flops(pair.model, x)
     times = interleaved(
-        {"refcnn": lambda: pair.refcnn_step(x, y), "torch": lambda: pair.torch_step(xt, yt)}, opts.repeats, opts.warmup
-    )
+        {"refcnn": lambda: pair.refcnn_step(x, y), "torch": lambda: pair.torch_step(xt, yt)},
+        opts.repeats, opts.warmup, opts.clock,
+    )  # fmt: skip
     label = type(pair.model).__name__
     # Both took the same steps on the same batch: one more each shows they still compute the same thing.
     losses = {"refcnn_loss_after": pair.refcnn_step(x, y), "torch_loss_after": pair.torch_step(xt, yt)}
@@ -823,9 +831,9 @@ def _notebook(x: np.ndarray, y: np.ndarray, opts: Options) -> dict[str, Any]:
     loops.train_step(xb[:1], yb[:1], 0.01)  # warm-up on one image (its cost is per image)
     loop_s = []
     for _ in range(opts.notebook_repeats):
-        start = time.perf_counter()
+        start = opts.clock()
         loops.train_step(xb, yb, 0.01)
-        loop_s.append(time.perf_counter() - start)
+        loop_s.append(opts.clock() - start)
     manual_seed(0)
     model = models.SimpleCNN()
     criterion = nn.CrossEntropyLoss()
@@ -837,13 +845,13 @@ def _notebook(x: np.ndarray, y: np.ndarray, opts: Options) -> dict[str, Any]:
         model.backward(criterion.backward())
         opt.step()
 
-    refcnn_s = interleaved({"refcnn": lambda: step(xb, yb)}, max(opts.repeats, 5), opts.warmup)["refcnn"]
+    refcnn_s = interleaved({"refcnn": lambda: step(xb, yb)}, max(opts.repeats, 5), opts.warmup, opts.clock)["refcnn"]
     steps = NOTEBOOK_IMAGES // NOTEBOOK_BATCH
-    start = time.perf_counter()
+    start = opts.clock()
     for i in range(steps):
         sl = slice(i * NOTEBOOK_BATCH, (i + 1) * NOTEBOOK_BATCH)
         step(x[sl], y[sl])
-    epoch_s = time.perf_counter() - start
+    epoch_s = opts.clock() - start
     loop_ms, refcnn_ms = median_ms(loop_s), median_ms(refcnn_s)
     return {
         "batch": NOTEBOOK_BATCH,
@@ -948,11 +956,11 @@ def _denormals(torch: Any, x_all: np.ndarray, y_all: np.ndarray, opts: Options) 
                   "torch": _torch_census(pair, xs, y, scale)}  # fmt: skip
         times = interleaved(
             {"refcnn": partial(pair.refcnn_step, xs, y, scale), "torch": partial(pair.torch_step, xt, yt, scale)},
-            opts.repeats, opts.warmup,
+            opts.repeats, opts.warmup, opts.clock,
         )  # fmt: skip
         ftz_ok = bool(torch.set_flush_denormal(True))
         try:
-            ftz = interleaved({"torch": partial(pair.torch_step, xt, yt, scale)}, opts.repeats, 1)
+            ftz = interleaved({"torch": partial(pair.torch_step, xt, yt, scale)}, opts.repeats, 1, opts.clock)
         finally:
             torch.set_flush_denormal(False)
         out["torch_flush_denormal_supported"] = ftz_ok
@@ -1013,6 +1021,12 @@ def run(opts: Options) -> dict[str, Any]:
 
     mg = _mygrad()
     threads, source = blas_threads()
+    if opts.cpu_time and threads != 1:
+        raise BenchError(
+            f"--cpu-time counts the process's CPU time, which is the run time only for one thread, but NumPy's "
+            f"BLAS uses {threads} (found via {source}): run it as OPENBLAS_NUM_THREADS=1 python -m refcnn bench "
+            "--cpu-time (or MKL_NUM_THREADS=1 / OMP_NUM_THREADS=1 for another BLAS)"
+        )
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     print(f"refcnn {__version__} vs torch {torch.__version__}, float32, forward + backward")
@@ -1020,27 +1034,34 @@ def run(opts: Options) -> dict[str, Any]:
         f"threads: {threads} for both (NumPy's BLAS, via {source}); torch.get_num_threads() = {torch.get_num_threads()}"
     )
     load = _load_average()
-    if load is not None and load > 0.5 * threads:
+    if load is not None and load > 0.5 * threads and not opts.cpu_time:
         print(
             f"warning: this machine is busy (1-minute load average {load:.2f} on {os.cpu_count()} CPUs): "
-            "multi-threaded timings (torch's most of all) suffer; rerun on a quiet machine"
+            "multi-threaded timings (torch's most of all) suffer; rerun on a quiet machine, or single-threaded "
+            "with OPENBLAS_NUM_THREADS=1 and --cpu-time"
         )
-    peak = matmul_peak_gflops(opts.matmul_size, opts.matmul_tries)
+    peak = matmul_peak_gflops(opts.matmul_size, opts.matmul_tries, opts.clock)
     machine = {
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "threads": threads, "threads_source": source, "torch_threads": torch.get_num_threads(),
         "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
         "blas": _blas_name(), "matmul_peak_gflops": peak, "matmul_size": opts.matmul_size,
         "repeats": opts.repeats, "warmup": opts.warmup,
+        "clock": "process CPU time (--cpu-time)" if opts.cpu_time else "wall time (perf_counter)",
         "impls": {op: kernels.get(op).name for op in ("conv2d", "max_pool2d", "linear", "cross_entropy")},
         "load_average_start": load,
     }  # fmt: skip
-    machine["torch_matmul_gflops"] = torch_peak = _torch_matmul_gflops(torch, opts.matmul_size, opts.matmul_tries)
+    machine["torch_matmul_gflops"] = torch_peak = _torch_matmul_gflops(
+        torch, opts.matmul_size, opts.matmul_tries, opts.clock
+    )
     print(
         f"float32 matmul peak: {peak:.1f} GFLOP/s (np.matmul {opts.matmul_size}^2, best of {opts.matmul_tries}); "
         f"torch.mm: {torch_peak:.1f} GFLOP/s"
     )
-    print(f"kernels: {machine['impls']}; median of {opts.repeats} interleaved repeats after {opts.warmup} warm-up")
+    print(
+        f"kernels: {machine['impls']}; median of {opts.repeats} interleaved repeats after {opts.warmup} warm-up; "
+        f"clock: {machine['clock']}"
+    )
     print("mygrad: " + (f"{mg.__version__}" if mg is not None else "not installed (pip install mygrad): not timed"))
     results: list[Result] = []
     for conv_case in CONV_CASES:
@@ -1093,11 +1114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, metavar="R",
                         help="timed repeats per case (median reported; default 15, 3 with --quick)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="few repeats and a short denormal run: a smoke test")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of the wall clock (needs one thread: "
+                        "OPENBLAS_NUM_THREADS=1); other work on the machine then does not count")  # fmt: skip
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     try:
-        doc = run(Options.make(args.repeats, args.quick))
+        doc = run(Options.make(args.repeats, args.quick, args.cpu_time))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ a fake clock, the summary's verdicts and the JSON document built from injected t
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -323,3 +324,17 @@ def test_best_ratios_when_given():
     doc = bench.report(results, [], {}, {})
     assert doc["summary"]["geomean_best_ratio"] == pytest.approx(1.0)  # the 8 conv/pool cases only
     assert doc["results"][1]["best_ratio"] == pytest.approx(2.0) and doc["results"][1]["torch_best_ms"] == 2.0
+
+
+def test_cpu_time_needs_one_thread(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "_torch", lambda: object())  # never reaches torch itself
+    monkeypatch.setattr(bench, "blas_threads", lambda: (2, "test"))
+    assert bench.main(["--quick", "--cpu-time"]) == 2
+    err = capsys.readouterr().err
+    assert "BLAS uses 2" in err and "OPENBLAS_NUM_THREADS=1" in err
+
+
+def test_options_clock():
+    assert bench.Options.make(None, True).clock is time.perf_counter
+    assert bench.Options.make(None, False, cpu_time=True).clock is time.process_time
+    assert bench.Options.make(None, False).repeats == 15 and bench.Options.make(7, True).repeats == 7
