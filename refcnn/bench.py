@@ -1,4 +1,4 @@
-"""``python -m refcnn bench [--json FILE] [--repeats R] [--quick]``: refcnn against PyTorch.
+"""``python -m refcnn bench [--json FILE] [--repeats R] [--quick] [--cpu-time]``: refcnn against PyTorch.
 
 Everything is measured in one run on this machine, in float32, forward + backward (the
 input's and the weights' gradients), so every figure is a ratio of two timings taken side
@@ -23,6 +23,10 @@ by side rather than a number to compare across machines:
   it imports; the notebook's loop implementation (:mod:`refcnn.notebook`) is timed once or
   twice on its own batch of 20; the denormal section trains LeNet5 on real MNIST and times
   a training step with normal values, with subnormal inputs and with subnormal gradients.
+
+Other work on the machine slows multi-threaded code unevenly; the command warns when the load
+average shows some, and ``--cpu-time`` (with one thread: ``OPENBLAS_NUM_THREADS=1``) times by
+the process's CPU time instead, which that work does not inflate.
 
 The summary checks each target (PASS/FAIL) but the command exits 0 whatever they say: it
 is a measurement, not a test. It exits 2 if PyTorch is missing, 1 if anything errored.
