@@ -166,7 +166,9 @@ class OpSpec(Spec):
         if self.skip_gradients(built, upcast):
             diff = []
         y_shape = built.torch_fn(**core.to_torch(upcast)).shape
-        g = make_upstream(core.rng_for(case, 99), y_shape)
+        # the reference sees exactly the upstream gradient refcnn gets: rounded to dt, upcast
+        g_dt = make_upstream(core.rng_for(case, 99), y_shape).astype(dt)
+        g = g_dt.astype(np.float64)
         counts = tolerance.BOUNDS.get(self.op)
         try:
             ref = core.reference(
@@ -181,7 +183,6 @@ class OpSpec(Spec):
         for check_name, terms in self.extra_terms(built, upcast, g).items():
             target = ref.forward if check_name == "forward" else ref.grads[check_name]
             target.S = np.asarray(target.S) + terms
-        g_dt = g.astype(dt)
         for impl in impls:
             kernel = kernels.get(self.op, impl)
             fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
