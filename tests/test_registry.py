@@ -119,3 +119,26 @@ def test_every_builtin_op_has_a_validator():
     assert registry.ops(), "no kernels registered"
     missing = [op for op in registry.ops() if op not in registry._validators]
     assert not missing, f"ops without a validator: {missing}"
+
+
+def test_backward_without_input_grad(toy_op):
+    """An impl that does not take needs_input_grad still works: the registry drops gx."""
+    k = registry.get(toy_op)
+    _y, ctx = k.forward(np.ones(3), scale=1.0)
+    assert k.backward(np.ones(3), ctx, needs_input_grad=False) == (None,)
+
+
+def test_conv2d_fast_skips_the_input_gradient():
+    import refcnn.kernels  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((4, 3, 3, 5)), rng.standard_normal(4)
+    k = registry.get("conv2d", "fast")
+    config = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 1), groups=1)
+    y, ctx = k.forward(x, w, b, **config)
+    g = rng.standard_normal(y.shape)
+    gx, gw, gb = k.backward(g, ctx)
+    none, gw2, gb2 = k.backward(g, ctx, needs_input_grad=False)
+    assert gx is not None and none is None
+    np.testing.assert_array_equal(gw, gw2)
+    np.testing.assert_array_equal(gb, gb2)

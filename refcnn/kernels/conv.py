@@ -556,12 +556,14 @@ def conv2d_fast_forward(
     return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
 
 
-def conv2d_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def conv2d_fast_backward(
+    grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     x, w = ctx.x, ctx.weight
     geo = _geometry(x.shape, w, grad_y.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, x, w)
     grad_rows = _to_rows(grad_y, geo)
     gw = _weight_grad_cols(_im2col(x, geo), grad_rows, w.shape)
-    gx = _input_grad_rows(grad_rows, w, geo)
+    gx = _input_grad_rows(grad_rows, w, geo) if needs_input_grad else None
     # gb from the contiguous rows (their extra columns are zero): a BLAS matrix-vector product
     gb = grad_rows.reshape(geo.C_out, geo.L) @ np.ones(geo.L, grad_y.dtype) if ctx.has_bias else None
     return gx, gw, gb

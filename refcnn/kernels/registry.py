@@ -20,6 +20,8 @@ registered, else the first one registered.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,7 +71,11 @@ class Kernel:
         y, ctx = self.forward_impl(*args, **config)
         return y, Saved(ctx, np.shape(y), np.asarray(y).dtype)
 
-    def backward(self, grad_y: Any, ctx: Saved) -> tuple[Any, ...]:
+    def backward(self, grad_y: Any, ctx: Saved, *, needs_input_grad: bool = True) -> tuple[Any, ...]:
+        """The gradients for x and each param. With ``needs_input_grad=False`` the first is
+        None (a network's first layer: nothing needs dL/dx, as autograd skips an input that
+        does not require grad); an implementation whose backward takes a
+        ``needs_input_grad`` keyword is told, so it can skip that work."""
         if not isinstance(ctx, Saved):
             raise TypeError(f"{self.op} backward expects the ctx its forward returned, got {type(ctx).__name__}")
         grad_y = np.asarray(grad_y)
@@ -81,7 +87,21 @@ class Kernel:
             raise TypeError(
                 f"{self.op} backward expected grad_y of dtype {ctx.dtype} (the output's), got {grad_y.dtype}"
             )
-        return tuple(self.backward_impl(grad_y, ctx.inner))
+        if needs_input_grad:
+            return tuple(self.backward_impl(grad_y, ctx.inner))
+        if _takes_keyword(self.backward_impl, "needs_input_grad"):
+            grads = self.backward_impl(grad_y, ctx.inner, needs_input_grad=False)  # type: ignore[call-arg]
+        else:
+            grads = self.backward_impl(grad_y, ctx.inner)
+        return (None, *tuple(grads)[1:])
+
+
+@functools.cache
+def _takes_keyword(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def set_validator(op: str, validator: Validator) -> None:
