@@ -172,3 +172,34 @@ def test_sequential_backward_runs_in_reverse():
     np.testing.assert_array_equal(y, x * np.array([1, 2, 3]) ** 2)
     gx = model.backward(np.ones_like(y))
     np.testing.assert_array_equal(gx, np.array([[1, 4, 9]], np.float32))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Sequential(nn.Conv2d(2, 3, (3, 5), stride=(2, 1), padding_mode="reflect", padding=1), nn.ReLU()),
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(2 * 7 * 9, 4)),
+        lambda: nn.Sequential(nn.ReLU(), nn.Conv2d(2, 3, 3)),  # the first module cannot skip: still no dL/dx
+        lambda: net_2d(),
+    ],
+    ids=["conv-first", "linear-after-flatten", "relu-first", "toy-first"],
+)
+def test_backward_without_input_grad_gives_the_same_parameter_grads(make):
+    """input_grad=False returns None and leaves every parameter gradient as a full backward does."""
+    from refcnn import manual_seed
+
+    manual_seed(0)
+    model = make()
+    x = np.random.default_rng(1).standard_normal((2, 2, 7, 9)).astype(np.float32)
+    g = np.random.default_rng(2).standard_normal(model(x).shape).astype(np.float32)
+    model.backward(g)
+    full = {k: p.grad.copy() for k, p in model.named_parameters()}
+    model.zero_grad()
+    model(x)
+    assert model.backward(g, input_grad=False) is None
+    for k, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, full[k], err_msg=k)
+
+
+def net_2d():
+    return nn.Sequential(nn.Flatten(), Affine(2 * 7 * 9))

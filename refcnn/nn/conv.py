@@ -235,17 +235,21 @@ class Conv2d(Module):
         self._save_for_backward((kernel, ctx, batched))
         return y if batched else y[0]
 
-    def backward(self, grad_output: Any) -> np.ndarray:
+    def backward(self, grad_output: Any, *, input_grad: bool = True) -> np.ndarray | None:
+        """dL/dx (None with ``input_grad=False``, which skips computing it); accumulates
+        the weight and bias gradients."""
         kernel, ctx, batched = self._take_ctx()
         gy = np.asarray(grad_output)
         expected = ctx.shape if batched else ctx.shape[1:]
         if gy.shape != expected:
             raise ValueError(f"Conv2d.backward expected grad_output of shape {expected} (the output's), got {gy.shape}")
-        gx, gw, gb = kernel.backward(gy if batched else gy[None], ctx)
-        gx = _fold_padding(gx, self._module_pads, self.padding_mode)
+        gx, gw, gb = kernel.backward(gy if batched else gy[None], ctx, needs_input_grad=input_grad)
         self.weight.accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)
+        if gx is None:
+            return None
+        gx = _fold_padding(gx, self._module_pads, self.padding_mode)
         return gx if batched else gx[0]
 
 

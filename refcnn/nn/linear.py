@@ -85,9 +85,10 @@ class Linear(Module):
         self._save_for_backward((kernel, ctx))
         return y
 
-    def backward(self, grad_output: Any) -> np.ndarray:
+    def backward(self, grad_output: Any, *, input_grad: bool = True) -> np.ndarray | None:
+        """dL/dx (None with ``input_grad=False``); accumulates the weight and bias gradients."""
         kernel, ctx = self._take_ctx()
-        grad_input, grad_weight, grad_bias = kernel.backward(grad_output, ctx)
+        grad_input, grad_weight, grad_bias = kernel.backward(grad_output, ctx, needs_input_grad=input_grad)
         self.weight.accumulate(grad_weight)
         if grad_bias is not None and self.bias is not None:
             self.bias.accumulate(grad_bias)

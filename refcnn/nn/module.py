@@ -9,6 +9,7 @@ the same forward, raises RuntimeError.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -329,7 +330,29 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_output: Any) -> Any:
-        for m in reversed(self._modules.values()):
+    def backward(self, grad_output: Any, *, input_grad: bool = True) -> Any:
+        """dL/dx through every module in reverse. ``input_grad=False`` returns None and lets
+        the first module skip computing dL/dx (a training loop never uses it; autograd
+        likewise skips an input that does not require grad)."""
+        modules = list(self._modules.values())
+        for m in reversed(modules[1:]):
             grad_output = m.backward(grad_output)
-        return grad_output
+        if not modules:
+            return grad_output
+        return backward_params(modules[0], grad_output) if not input_grad else modules[0].backward(grad_output)
+
+
+_TAKES_INPUT_GRAD: dict[type, bool] = {}
+
+
+def backward_params(module: Module, grad_output: Any) -> None:
+    """Accumulate ``module``'s parameter gradients without asking for dL/dx where the
+    module can skip it (its ``backward`` takes ``input_grad``); returns None."""
+    cls = type(module)
+    if cls not in _TAKES_INPUT_GRAD:
+        _TAKES_INPUT_GRAD[cls] = "input_grad" in inspect.signature(cls.backward).parameters
+    backward: Any = module.backward
+    if _TAKES_INPUT_GRAD[cls]:
+        backward(grad_output, input_grad=False)
+    else:
+        backward(grad_output)
