@@ -54,6 +54,7 @@ import numpy as np
 
 from . import __version__, kernels, models, nn, optim
 from ._random import manual_seed
+from .nn.module import backward_params
 
 __all__ = [
     "TARGETS", "CONV_CASES", "POOL_CASES", "ConvCase", "PoolCase", "Result", "Check", "BenchError",
@@ -793,7 +794,7 @@ class _Pair:
     def refcnn_step(self, x: np.ndarray, y: np.ndarray, grad_scale: float = 1.0) -> float:
         loss = self.criterion(self.model(x), y)
         self.opt.zero_grad()
-        self.model.backward(self.criterion.backward(grad_scale))
+        backward_params(self.model, self.criterion.backward(grad_scale))  # as torch: no grad for the images
         self.opt.step()
         return float(loss)
 
@@ -846,7 +847,7 @@ def _notebook(x: np.ndarray, y: np.ndarray, opts: Options) -> dict[str, Any]:
     def step(xs: np.ndarray, ys: np.ndarray) -> None:
         criterion(model(xs), ys)
         opt.zero_grad()
-        model.backward(criterion.backward())
+        backward_params(model, criterion.backward())
         opt.step()
 
     refcnn_s = interleaved({"refcnn": lambda: step(xb, yb)}, max(opts.repeats, 5), opts.warmup, opts.clock)["refcnn"]
