@@ -15,7 +15,8 @@ call raises ImportError saying how to install it (``pip install refcnn[plot]``).
 * ``misclassified.png``: up to 40 misclassified test digits with predicted and true labels.
 
 ``write_parity_plot(path, results)`` draws, for each parity run, both loss curves and their
-relative difference against the per-step budget.
+relative difference against the per-step budget (and, for float32 runs with a float64
+reference, each float32 run's distance from that reference).
 """
 
 from __future__ import annotations
@@ -241,6 +242,14 @@ def write_parity_plot(path: str | os.PathLike[str], results: Sequence[dict[str, 
         ax_diff.semilogy(steps[positive], rel[positive], ".", ms=3, label="|refcnn - torch| / |torch|")
         if (~positive).any():
             ax_diff.plot([], [], " ", label=f"{int((~positive).sum())} steps with equal losses (not drawn)")
+        ref = r.get("float64_reference")
+        if ref is not None:
+            for key, color, label in (
+                ("refcnn_rel_loss_diff", "tab:green", "refcnn vs PyTorch float64"),
+                ("torch_rel_loss_diff", "tab:purple", "PyTorch vs PyTorch float64"),
+            ):
+                d = np.asarray(ref[key], dtype=np.float64)
+                ax_diff.semilogy(steps[d > 0], d[d > 0], "-", lw=0.9, color=color, label=label)
         ax_diff.semilogy(steps, r["budget"], color="tab:orange", label="per-step budget")
         if r["dtype"] == "float64":
             ax_diff.axhline(1e-10, color="tab:red", ls=":", label="float64 requirement 1e-10")

@@ -1,0 +1,118 @@
+"""Short parity runs (refcnn and PyTorch trained side by side) pass their bounds, and the
+parity command can fail (needs torch).
+
+    pytest conformance/test_parity.py
+"""
+
+import json
+
+import pytest
+
+from refcnn import parity
+from refcnn.data import load_mnist, sample_dir
+
+CONTRACT_KEYS = {
+    "dtype", "steps", "losses", "max_rel_loss_diff", "max_abs_weight_diff", "refcnn_test_accuracy",
+    "torch_test_accuracy", "versions",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The bundled sample (2,000 training images); the first 500 test images."""
+    x, y = load_mnist(sample_dir(), train=True)
+    xt, yt = load_mnist(sample_dir(), train=False)
+    return (x, y), (xt[:500], yt[:500])
+
+
+@pytest.mark.parametrize("optimizer", parity.OPTIMIZER_NAMES)
+@pytest.mark.parametrize("model", parity.MODEL_NAMES)
+def test_float64_short_run_passes(model, optimizer, data):
+    cfg = parity.RunConfig(model, optimizer, "float64", steps=5, batch_size=32)
+    r = parity.run(cfg, *data)
+    assert r["passed"], r["checks"]
+    assert r["max_rel_loss_diff"] <= parity.FLOAT64_REL_LOSS
+    assert r["max_abs_weight_diff"] <= parity.FLOAT64_ABS_WEIGHT
+    assert r["predictions_identical"] and r["refcnn_test_accuracy"] == r["torch_test_accuracy"]
+    assert len(r["losses"]["refcnn"]) == len(r["losses"]["torch"]) == 5
+    assert r["dropout_layers_replayed"] == (2 if model == "vgg" else 0)
+
+
+@pytest.mark.parametrize("optimizer", parity.OPTIMIZER_NAMES)
+@pytest.mark.parametrize("model", ["lenet5", "vgg"])
+def test_float32_short_run_stays_within_budget(model, optimizer, data):
+    cfg = parity.RunConfig(model, optimizer, "float32", steps=8, batch_size=32)
+    r = parity.run(cfg, *data)
+    assert r["first_step_beyond_budget"] is None, (r["rel_loss_diff"], r["budget"])
+    assert r["passed"], r["checks"]
+    assert r["test_accuracy_diff_points"] <= parity.FLOAT32_ACCURACY_POINTS
+    ref = r["float64_reference"]
+    assert len(ref["losses"]) == len(ref["refcnn_rel_loss_diff"]) == len(ref["torch_rel_loss_diff"]) == 8
+    if model == "lenet5":  # no BatchNorm: both float32 runs stay within the budget of the float64 one
+        assert ref["refcnn_first_step_beyond_budget"] is None, ref["refcnn_rel_loss_diff"]
+        assert ref["torch_first_step_beyond_budget"] is None, ref["torch_rel_loss_diff"]
+
+
+def test_without_the_dropout_replay_vgg_runs_differ(data, monkeypatch):
+    """torch's own Dropout draws other masks: the run must then fail (the check can fail)."""
+    monkeypatch.setattr(parity, "_replace_dropouts", lambda tmodel, box: 0)
+    r = parity.run(parity.RunConfig("vgg", "sgd", "float64", steps=2, batch_size=32), *data)
+    assert not r["passed"] and r["max_rel_loss_diff"] > 1e-3
+
+
+def test_command_writes_the_contract_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "parity.json", tmp_path / "parity.png"
+    code = parity.main(
+        ["--steps", "3", "--model", "simplecnn", "--data", str(sample_dir()), "--out", str(out), "--plot", str(png)]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert CONTRACT_KEYS <= set(report)
+    assert report["dtype"] == "float64" and report["steps"] == 3 and report["model"] == "simplecnn"
+    assert set(report["losses"]) == {"refcnn", "torch"} and len(report["losses"]["torch"]) == 3
+    assert set(report["versions"]) >= {"refcnn", "numpy", "torch", "python"}
+    assert "budget_rule" in report and len(report["budget"]) == 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "simplecnn  sgd float64: 3 steps" in capsys.readouterr().out
+
+
+def test_several_runs_go_into_one_report(tmp_path):
+    out = tmp_path / "parity.json"
+    code = parity.main(["--steps", "2", "--model", "simplecnn,lenet5", "--optimizer", "all", "--data", str(sample_dir()),
+                        "--out", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert [(r["model"], r["optimizer"]) for r in report["runs"]] == [
+        ("simplecnn", "sgd"), ("simplecnn", "adam"), ("lenet5", "sgd"), ("lenet5", "adam")
+    ]  # fmt: skip
+    assert report["passed"] is True and all(CONTRACT_KEYS <= set(r) for r in report["runs"])
+
+
+def test_command_exits_nonzero_when_a_float64_requirement_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(parity, "FLOAT64_REL_LOSS", -1.0)  # no loss difference can be below it
+    code = parity.main(["--steps", "2", "--model", "simplecnn", "--data", str(sample_dir()),
+                        "--out", str(tmp_path / "p.json")])  # fmt: skip
+    assert code == 1
+    assert json.loads((tmp_path / "p.json").read_text())["passed"] is False
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "vgg16"], "unknown model ['vgg16']"),
+    (["--optimizer", "lbfgs"], "unknown optimizer ['lbfgs']"),
+    (["--dtype", "float16"], "invalid choice: 'float16'"),
+], ids=["model", "optimizer", "dtype"])  # fmt: skip
+def test_command_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        parity.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_float32_outcomes_do_not_set_the_exit_status(tmp_path, monkeypatch):
+    monkeypatch.setattr(parity, "FLOAT32_ACCURACY_POINTS", -1.0)  # no accuracy difference is below it
+    out = tmp_path / "p.json"
+    code = parity.main(["--dtype", "float32", "--steps", "2", "--model", "simplecnn", "--no-reference",
+                        "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["passed"] is False and "float64_reference" not in report
