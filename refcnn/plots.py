@@ -88,7 +88,7 @@ def plot_training_curves(history: Sequence[EpochStats], path: str | os.PathLike[
     best = max(history, key=lambda s: s.test_accuracy)
     ax_acc.annotate(
         f"{100 * best.test_accuracy:.2f}%", (best.epoch, 100 * best.test_accuracy),
-        textcoords="offset points", xytext=(0, -14), ha="center",
+        textcoords="offset points", xytext=(0, -14), ha="right" if best is history[-1] else "center",
     )  # fmt: skip
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
