@@ -592,23 +592,29 @@ def binary_cross_entropy_with_logits_forward(
 ) -> tuple[np.ndarray, PointwiseCtx]:
     """Binary cross entropy of logits, PyTorch's ``F.binary_cross_entropy_with_logits``.
 
-    input, target: any shape, the same; weight and pos_weight (p) broadcast to it.
-    With the stable log-sigmoid logsig(x) = min(x, 0) - log1p(exp(-|x|)) and l = 1 + (p - 1) y:
+    input, target: any shape, the same; weight and pos_weight (p, 1 if None) broadcast to it.
+    With logsig(x) = min(x, 0) - log1p(exp(-|x|)) and l = 1 + (p - 1) y:
 
         loss_j = w_j * ((1 - y_j) * x_j - l_j * logsig(x_j))
+               = w_j * ((1 - y_j) * x_j + l_j * log1p(exp(-x_j)))     for x_j >= 0
+               = w_j * (-p y_j * x_j + l_j * log1p(exp(x_j)))          for x_j < 0
+
+    The split form is what is computed: for targets in [0, 1] its terms never cancel,
+    where (1 - y) x - logsig(x) loses |x| * eps absolutely for x << 0 and y near 0
+    (a float32 loss of 0.013 from x = -10 came out 500 ulp off that way).
     Backward (PyTorch's formula): dL/dx_j = g_j * w_j * ((p y_j + 1 - y_j) * sigmoid(x_j) - p y_j).
     """
     x, y = input, target
-    log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-    # sigmoid without overflow: exp of a non-positive number only
+    # exp of a non-positive number only: no overflow
     e = np.exp(-np.abs(x))
     sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    softplus = np.log1p(e)  # log1p(exp(-|x|))
     if pos_weight is None:
-        per = (1 - y) * x - log_sigmoid
+        per = np.where(x >= 0, (1 - y) * x, -y * x) + softplus
         slope = sigmoid - y
     else:
-        per = (1 - y) * x - (1 + (pos_weight - 1) * y) * log_sigmoid
         py = pos_weight * y
+        per = np.where(x >= 0, (1 - y) * x, -py * x) + (1 + (pos_weight - 1) * y) * softplus
         slope = (py + 1 - y) * sigmoid - py
     if weight is not None:
         per = per * weight
