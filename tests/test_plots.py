@@ -26,7 +26,7 @@ def _assert_png(path, min_bytes=5000):
 @pytest.fixture(scope="module")
 def test_images():
     x, y = load_mnist(sample_dir(), train=False)
-    return x[:300], y[:300]
+    return x[:120], y[:120]
 
 
 HISTORY = [
