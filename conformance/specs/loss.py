@@ -261,6 +261,26 @@ class PointwiseLossSpec(OpSpec):
         R = int(np.prod(shape)) if case["reduction"] in ("mean", "sum") else 1
         return Built(arrays, cfg, fn, R=R)
 
+    def extra_terms(self, built: Built, upcast: dict[str, Any], g: np.ndarray) -> dict[str, np.ndarray]:
+        """binary_cross_entropy_with_logits: PyTorch's float64 (1-t)*x + l*(max(-x,0) + log(...))
+        cancels for x << 0 (refcnn's split form does not), so the magnitudes of its terms
+        join the forward's S, reduced as the loss is."""
+        if self.op != "binary_cross_entropy_with_logits":
+            return {}
+        x, t = np.asarray(upcast["x"], np.float64), np.asarray(upcast["target"], np.float64)
+        if x.shape != t.shape:
+            return {}
+        p = 1.0 if upcast.get("pos_weight") is None else np.asarray(upcast["pos_weight"])
+        w = 1.0 if upcast.get("weight") is None else np.asarray(upcast["weight"])
+        lw = np.abs(1 + (p - 1) * t)
+        terms = w * (np.abs((1 - t) * x) + lw * (np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))))
+        reduction = built.config["reduction"]
+        if reduction == "sum":
+            return {"forward": np.asarray(terms.sum())}
+        if reduction == "mean":
+            return {"forward": np.asarray(terms.mean() if terms.size else 0.0)}
+        return {"forward": terms}
+
     def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
         self._kinks = bool(case["kinks"])
         super().check(case, dtype, impls, rec)
