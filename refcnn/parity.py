@@ -500,6 +500,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-limit", type=int, default=None, help="test on the first N test images only (default: all)")
     p.add_argument(
+        "--torch-threads", type=int, default=1,
+        help="PyTorch's intra-op threads (default 1: parity is no benchmark, and OpenMP threads that spin "
+        "on a busy machine can slow torch down tenfold)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-reference", action="store_true",
         help="float32: skip the PyTorch float64 reference run (the trajectory both float32 runs approximate)",
     )  # fmt: skip
@@ -542,10 +547,14 @@ def _summary(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         print("parity needs PyTorch: pip install -e .[conformance]", file=sys.stderr)
         return 2
+    if args.torch_threads < 1:
+        print(f"parity: --torch-threads must be >= 1, got {args.torch_threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.torch_threads)
     if args.steps is not None and args.steps < 1:
         print(f"parity: --steps must be >= 1, got {args.steps}", file=sys.stderr)
         return 2
