@@ -46,7 +46,7 @@ def train_step(
     return float(loss), int((logits.argmax(axis=1) == y).sum())
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float, np.ndarray]:
     """Mean cross-entropy, accuracy and predictions on (x, y) in eval mode (the mode is restored)."""
     was_training = model.training
     model.eval()
