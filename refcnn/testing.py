@@ -159,3 +159,33 @@ def assert_gradient(loss: Any, x: np.ndarray, analytic: np.ndarray, what: str = 
             f"{what}: finite differences differ by {err.max():.3g} > {allowed:.3g} at {at} "
             f"(numerical {numeric[at]:.10g}, analytic {analytic[at]:.10g}); {FD_POLICY}"
         )
+
+
+def assert_matches_reference(
+    op: str, impl: str, dtype: Any, arrays: tuple[Any, ...], grad_y: np.ndarray, **config: Any
+) -> None:
+    """Implementation ``impl`` of ``op`` in ``dtype`` against the float64 ``reference`` on the
+    same (rounded, upcast) values: the forward and every gradient, each under the policy
+    with n = the op applied to ones and S = the op applied to absolute values (for the
+    gradients: the backward of ones / of |grad_y|). ``arrays`` are the forward's positional
+    arguments (None for an absent parameter); ``config`` its keywords."""
+    from .kernels import registry
+
+    def run(name: str, values: list[Any]) -> tuple[Any, ...]:
+        kernel = registry.get(op, name)
+        y, ctx = kernel.forward(*values[:-1], **config)
+        return (y, *kernel.backward(values[-1], ctx))
+
+    cast = [None if a is None else np.asarray(a).astype(dtype) for a in (*arrays, grad_y)]
+    exact = [None if a is None else a.astype(np.float64) for a in cast]
+    expected = run("reference", exact)
+    n = run("reference", [None if a is None else np.ones_like(a) for a in exact])
+    S = run("reference", [None if a is None else np.abs(a) for a in exact])
+    actual = run(impl, cast)
+    names = ["forward"] + [f"grad of argument {i}" for i in range(len(expected) - 1)]
+    for name, a, e, n_, S_ in zip(names, actual, expected, n, S, strict=True):
+        if e is None:
+            assert a is None, f"{op} {impl} {name}: expected None"
+            continue
+        assert a.dtype == np.dtype(dtype), f"{op} {impl} {name}: dtype {a.dtype}, expected {np.dtype(dtype)}"
+        assert_close(a, e, n_, S_, dtype, f"{op} {impl} {name}")

@@ -13,42 +13,27 @@ from hypothesis import strategies as st
 import refcnn
 from refcnn import kernels, nn
 from refcnn.kernels.conv import conv_output_size, release_workspace
-from refcnn.testing import assert_close, assert_gradient
+from refcnn.testing import assert_gradient, assert_matches_reference
 
 IMPLS = ["reference", "fast"]
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
+DEFAULTS = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
 
 
 def run(impl, x, w, b, gy=None, **config):
     """Forward through the registry (validator included) and, given gy, backward."""
-    config = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1, **config}
     kernel = kernels.get("conv2d", impl)
-    y, ctx = kernel.forward(x, w, b, **config)
+    y, ctx = kernel.forward(x, w, b, **{**DEFAULTS, **config})
     if gy is None:
         return y
     return (y, *kernel.backward(gy, ctx))
 
 
 def check_against_reference(impl, dtype, x, w, b, gy, **config):
-    """``impl`` in ``dtype`` against the float64 reference on the same values, forward and
-    every gradient, under the tolerance policy: n = the op applied to ones, S = the op
-    applied to the absolute values (for the gradients: backward of ones / of |gy|)."""
-    cast = [None if a is None else a.astype(dtype) for a in (x, w, b, gy)]
-    exact = [None if a is None else a.astype(np.float64) for a in cast]
-    expected = run("reference", *exact, **config)
-    ones = [None if a is None else np.ones_like(a) for a in exact]
-    n = run("reference", *ones, **config)
-    S = run("reference", *[None if a is None else np.abs(a) for a in exact], **config)
-    actual = run(impl, *cast, **config)
-    for name, a, e, n_, S_ in zip(
-        ["forward", "grad_x", "grad_weight", "grad_bias"], actual, expected, n, S, strict=True
-    ):
-        if e is None:
-            assert a is None, name
-            continue
-        assert a.dtype == dtype, name
-        assert_close(a, e, n_, S_, dtype, f"conv2d {impl} {name}")
+    """``impl`` in ``dtype`` against the float64 reference, forward and every gradient
+    (refcnn.testing.assert_matches_reference: n from ones, S from absolute values)."""
+    assert_matches_reference("conv2d", impl, dtype, (x, w, b), gy, **{**DEFAULTS, **config})
 
 
 def test_both_implementations_registered_and_fast_is_default():

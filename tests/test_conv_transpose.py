@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import refcnn
 from refcnn import kernels, nn
 from refcnn.kernels.conv import conv_transpose_output_size
-from refcnn.testing import assert_close, assert_gradient
+from refcnn.testing import assert_close, assert_gradient, assert_matches_reference
 
 IMPLS = ["reference", "fast"]
 DTYPES = [np.float32, np.float64]
@@ -31,23 +31,9 @@ def run(impl, x, w, b, gy=None, **config):
 
 
 def check_against_reference(impl, dtype, x, w, b, gy, **config):
-    """``impl`` in ``dtype`` against the float64 reference on the same values, forward and
-    every gradient, under the tolerance policy: n = the op applied to ones, S = the op
-    applied to the absolute values (for the gradients: backward of ones / of |gy|)."""
-    cast = [None if a is None else a.astype(dtype) for a in (x, w, b, gy)]
-    exact = [None if a is None else a.astype(np.float64) for a in cast]
-    expected = run("reference", *exact, **config)
-    n = run("reference", *[None if a is None else np.ones_like(a) for a in exact], **config)
-    S = run("reference", *[None if a is None else np.abs(a) for a in exact], **config)
-    actual = run(impl, *cast, **config)
-    for name, a, e, n_, S_ in zip(
-        ["forward", "grad_x", "grad_weight", "grad_bias"], actual, expected, n, S, strict=True
-    ):
-        if e is None:
-            assert a is None, name
-            continue
-        assert a.dtype == dtype, name
-        assert_close(a, e, n_, S_, dtype, f"conv_transpose2d {impl} {name}")
+    """``impl`` in ``dtype`` against the float64 reference, forward and every gradient
+    (refcnn.testing.assert_matches_reference: n from ones, S from absolute values)."""
+    assert_matches_reference("conv_transpose2d", impl, dtype, (x, w, b), gy, **{**DEFAULTS, **config})
 
 
 def test_both_implementations_registered_and_fast_is_default():

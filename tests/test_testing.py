@@ -60,3 +60,26 @@ def test_assert_gradient_catches_a_wrong_gradient():
 def test_numerical_gradient_refuses_float32():
     with pytest.raises(TypeError, match="float64 only"):
         testing.numerical_gradient(lambda: 0.0, np.zeros(2, np.float32))
+
+
+def test_assert_matches_reference_catches_a_broken_implementation():
+    """A conv2d whose bias gradient is averaged instead of summed must fail the check."""
+    from refcnn.kernels import registry
+
+    ref = registry.get("conv2d", "reference")
+
+    def broken_backward(gy, ctx):
+        gx, gw, gb = ref.backward_impl(gy, ctx)
+        return gx, gw, gb / (gy.shape[0] * gy.shape[2] * gy.shape[3])
+
+    registry.register("conv2d", "broken_bias_mean", ref.forward_impl, broken_backward)
+    rng = np.random.default_rng(0)
+    arrays = (rng.standard_normal((2, 3, 5, 7)), rng.standard_normal((4, 3, 3, 5)), rng.standard_normal(4))
+    config = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 1), groups=1)
+    gy = rng.standard_normal((2, 4, 3, 7))
+    try:
+        testing.assert_matches_reference("conv2d", "fast", np.float32, arrays, gy, **config)
+        with pytest.raises(AssertionError, match="conv2d broken_bias_mean grad of argument 2"):
+            testing.assert_matches_reference("conv2d", "broken_bias_mean", np.float64, arrays, gy, **config)
+    finally:
+        registry.unregister("conv2d", "broken_bias_mean")
