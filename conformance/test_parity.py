@@ -115,7 +115,8 @@ def test_command_exits_nonzero_when_a_float64_requirement_fails(tmp_path, monkey
     (["--model", "vgg16"], "unknown model ['vgg16']"),
     (["--optimizer", "lbfgs"], "unknown optimizer ['lbfgs']"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
-], ids=["model", "optimizer", "dtype"])  # fmt: skip
+    (["--scheduler", "step"], "invalid choice: 'step'"),
+], ids=["model", "optimizer", "dtype", "scheduler"])  # fmt: skip
 def test_command_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         parity.main(argv)
@@ -123,11 +124,49 @@ def test_command_rejects_bad_arguments(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_float32_outcomes_do_not_set_the_exit_status(tmp_path, monkeypatch):
+def test_float32_accuracy_requirement_sets_the_exit_status(tmp_path, monkeypatch):
     monkeypatch.setattr(parity, "FLOAT32_ACCURACY_POINTS", -1.0)  # no accuracy difference is below it
     out = tmp_path / "p.json"
     code = parity.main(["--dtype", "float32", "--steps", "2", "--model", "simplecnn", "--no-reference",
                         "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
-    assert code == 0
+    assert code == 1
     report = json.loads(out.read_text())
     assert report["passed"] is False and "float64_reference" not in report
+
+
+def test_float32_drift_beyond_the_budget_is_reported_not_failed(tmp_path, monkeypatch):
+    monkeypatch.setattr(parity, "BUDGET_LAMBDA", 0.0)  # a zero budget: every step is beyond it
+    out = tmp_path / "p.json"
+    code = parity.main(["--dtype", "float32", "--steps", "3", "--model", "simplecnn", "--no-reference",
+                        "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["first_step_beyond_budget"] == 1 and report["budget"] == [0.0, 0.0, 0.0]
+    assert code == 0 and report["passed"] is True
+
+
+def test_cosine_schedule_keeps_float64_parity_and_anneals(data):
+    """Both sides anneal the same way: the losses still agree to 1e-10, and the schedule is
+    really applied (the run differs from the constant-lr one from step 2 on, as lr drops)."""
+    cosine = parity.run(parity.RunConfig("lenet5", "sgd", "float64", steps=6, batch_size=32, scheduler="cosine"), *data)
+    constant = parity.run(parity.RunConfig("lenet5", "sgd", "float64", steps=6, batch_size=32), *data)
+    assert cosine["passed"], cosine["checks"]
+    assert cosine["scheduler"] == "cosine (T_max=6, per step)" and constant["scheduler"] == "none"
+    c, k = cosine["losses"]["refcnn"], constant["losses"]["refcnn"]
+    assert c[:2] == k[:2]  # step 1 at lr, so loss 2 sees the same weights
+    assert c[2] != k[2]  # step 2 at lr * (1 + cos(pi/6)) / 2
+
+
+def test_epochs_sets_the_steps(tmp_path):
+    out = tmp_path / "p.json"
+    code = parity.main(["--epochs", "2", "--batch-size", "500", "--model", "simplecnn", "--test-limit", "100",
+                        "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert code == 0 and report["steps"] == 8 and report["epochs_covered"] == 2.0  # 2,000 images / 500
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--epochs", "--torch-threads"])
+def test_command_rejects_counts_below_one(flag, tmp_path, capsys):
+    code = parity.main([flag, "0", "--data", str(sample_dir()), "--out", str(tmp_path / "p.json")])
+    assert code == 2
+    assert f"parity: {flag} must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()

@@ -12,19 +12,29 @@ Written per run: the per-step losses of both, their worst relative difference, t
 difference of the final parameters and buffers, both accuracies on the test set (eval
 mode), and whether every test prediction is identical.
 
-Requirements checked (``checks`` and ``passed`` in the record):
+Requirements checked (``checks`` and ``passed`` in the record; the exit status is 1 if one
+of them fails):
 
 * float64: every step's loss agrees within relative 1e-10, the final weights and buffers
-  within 1e-9 (absolute), and the predictions on the whole test set are identical. The
-  exit status is 1 if one of these fails.
+  within 1e-9 (absolute), and the predictions on the whole test set are identical.
 * float32: the test accuracies differ by at most 0.2 points. The step-by-step drift is
-  reported against a per-step budget (see :func:`budget`) with the first step beyond it.
-  Float32 outcomes are reported, not turned into the exit status: two float32 trainings
-  that round differently drift apart once the training dynamics amplify the rounding
-  differences, PyTorch's against itself too. So a float32 run also trains PyTorch in
-  float64 from the same start (``float64_reference``; ``--no-reference`` skips it) and
-  reports how far each float32 run drifts from that trajectory, which says which of the
-  two leaves the budget first.
+  reported against a per-step budget (see :func:`budget`) with the first step beyond it,
+  not checked: two float32 trainings that round differently drift apart once the training
+  dynamics amplify the rounding differences, PyTorch's against itself too (BatchNorm models
+  leave the budget within a few steps). So a float32 run also trains PyTorch in float64
+  from the same start (``float64_reference``; ``--no-reference`` skips it) and reports how
+  far each float32 run drifts from that trajectory, which says which of the two leaves the
+  budget first.
+
+  Drifted runs are two trainings of the same recipe, and their test accuracies agree as
+  closely as the recipe's end point is stable: after one epoch at a constant learning rate
+  a BatchNorm model's accuracy still swings by a point from step to step, PyTorch float32
+  against PyTorch float64 too. Annealed to zero (``--scheduler cosine``) over a few epochs
+  they agree within the 0.2 points; the README gives the measured figures.
+
+Schedule: ``--scheduler cosine`` anneals both sides' learning rate with CosineAnnealingLR
+(T_max = the number of steps), stepped after every optimizer step; refcnn's scheduler
+computes PyTorch's recurrence, so float64 parity holds with it too.
 
 Data: real MNIST from ``../shared/data/mnist`` next to the repository (6,309 training and
 10,000 test images) when present, else the sample bundled with refcnn; ``--data`` overrides.
@@ -74,11 +84,13 @@ class RunConfig:
     model: str = "lenet5"
     optimizer: str = "sgd"
     dtype: str = "float64"
-    steps: int | None = None  # None: one full epoch
+    steps: int | None = None  # None: ``epochs`` full epochs
+    epochs: int = 1
     batch_size: int = 64
     lr: float | None = None  # None: 0.01 for SGD (momentum 0.9), 0.001 for Adam
     momentum: float = 0.9
     seed: int = 0
+    scheduler: str = "none"  # "cosine": CosineAnnealingLR(T_max=steps), stepped after every step
 
     @property
     def learning_rate(self) -> float:
@@ -273,7 +285,7 @@ def _epoch_batches(
 class _TorchRun:
     """A torch.nn copy of the refcnn model in ``dtype``, its optimizer and its dropout replay."""
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, dtype: Any) -> None:
+    def __init__(self, cfg: RunConfig, model: nn.Module, dtype: Any, steps: int) -> None:
         import torch
 
         from .interop import to_torch
@@ -289,6 +301,9 @@ class _TorchRun:
             self.opt = torch.optim.SGD(self.model.parameters(), **args, foreach=False)
         else:
             self.opt = torch.optim.Adam(self.model.parameters(), **args, foreach=False)
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps) if cfg.scheduler == "cosine" else None
+        )
         self.args = args
         self.losses: list[float] = []
         self.seconds = 0.0
@@ -305,6 +320,8 @@ class _TorchRun:
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         self.seconds += time.perf_counter() - start
         self.losses.append(float(loss.item()))
 
@@ -340,7 +357,7 @@ def run(
     x_train, y_train = train[0].astype(dtype), train[1]
     x_test, y_test = test[0].astype(dtype), test[1]
     steps_per_epoch = -(-len(y_train) // cfg.batch_size)
-    steps = cfg.steps if cfg.steps is not None else steps_per_epoch
+    steps = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
     with_reference = dtype == np.float32 if reference is None else reference
 
     manual_seed(cfg.seed)  # initial weights, then the dropout masks
@@ -348,13 +365,14 @@ def run(
     model.train()
     reductions = forward_reductions(model, x_train[: cfg.batch_size])
     torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
-    twin = _TorchRun(cfg, model, torch_dtype)
-    ref = _TorchRun(cfg, model, torch.float64) if with_reference else None
+    twin = _TorchRun(cfg, model, torch_dtype, steps)
+    ref = _TorchRun(cfg, model, torch.float64, steps) if with_reference else None
     opt = (
         optim.SGD(model.parameters(), **twin.args)
         if cfg.optimizer == "sgd"
         else optim.Adam(model.parameters(), **twin.args)
     )
+    scheduler = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if cfg.scheduler == "cosine" else None
     criterion = nn.CrossEntropyLoss()
 
     order = np.random.default_rng(cfg.seed)
@@ -372,6 +390,8 @@ def run(
         opt.zero_grad()
         model.backward(criterion.backward())
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         seconds += time.perf_counter() - start
         losses.append(float(loss))
 
@@ -427,6 +447,7 @@ def run(
         "model": cfg.model,
         "optimizer": cfg.optimizer,
         "optimizer_args": twin.args,
+        "scheduler": cfg.scheduler if cfg.scheduler == "none" else f"{cfg.scheduler} (T_max={steps}, per step)",
         "batch_size": cfg.batch_size,
         "seed": cfg.seed,
         "train_images": len(y_train),
@@ -483,7 +504,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Train refcnn and PyTorch side by side on MNIST from identical weights and compare.",
     )
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: one full epoch)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: --epochs full epochs)")
+    p.add_argument("--epochs", type=int, default=1, help="full epochs to train when --steps is not given (default 1)")
+    p.add_argument(
+        "--scheduler", choices=("none", "cosine"), default="none",
+        help="learning-rate schedule on both sides: none (constant) or cosine (CosineAnnealingLR with "
+        "T_max = the steps, stepped after every step, annealing to 0)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("parity.json"), help="JSON report (default parity.json)")
     p.add_argument(
         "--model", type=lambda t: _choices(t, MODEL_NAMES, "model"), default=["lenet5"],
@@ -558,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None and args.steps < 1:
         print(f"parity: --steps must be >= 1, got {args.steps}", file=sys.stderr)
         return 2
+    if args.epochs < 1:
+        print(f"parity: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+        return 2
     root = data_dir(args.data)
     train = load_mnist(root, train=True)
     test = load_mnist(root, train=False)
@@ -568,7 +598,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.model:
         for opt_name in args.optimizer:
-            cfg = RunConfig(name, opt_name, args.dtype, args.steps, args.batch_size, args.lr, seed=args.seed)
+            cfg = RunConfig(
+                name, opt_name, args.dtype, args.steps, args.epochs, args.batch_size, args.lr,
+                seed=args.seed, scheduler=args.scheduler,
+            )  # fmt: skip
             result = run(cfg, train, test, reference=False if args.no_reference else None)
             result["data"] = str(root)
             print(_summary(result), flush=True)
@@ -590,5 +623,4 @@ def main(argv: list[str] | None = None) -> int:
         from .plots import write_parity_plot
 
         print(f"plot: {write_parity_plot(args.plot, results)}")
-    # float32 drift is expected: only the float64 requirements decide the exit status
-    return 0 if all(r["passed"] for r in results if r["dtype"] == "float64") else 1
+    return 0 if all(r["passed"] for r in results) else 1
