@@ -87,10 +87,11 @@ def plot_training_curves(history: Sequence[EpochStats], path: str | os.PathLike[
     ax_acc.plot(epochs, [100 * s.test_accuracy for s in history], "s-", label="test")
     best = max(history, key=lambda s: s.test_accuracy)
     ax_acc.annotate(
-        f"{100 * best.test_accuracy:.2f}%", (best.epoch, 100 * best.test_accuracy),
+        f"best {100 * best.test_accuracy:.2f}%", (best.epoch, 100 * best.test_accuracy),
         textcoords="offset points", xytext=(0, -14), ha="right" if best is history[-1] else "center",
     )  # fmt: skip
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    final = 100 * history[-1].test_accuracy
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title=f"accuracy (test after the last epoch: {final:.2f}%)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -52,6 +52,18 @@ def test_write_training_plots_writes_four_pngs(tmp_path, test_images, name):
     assert all(m.training for m in model.modules())  # evaluating for the figures restores the mode
 
 
+def test_curves_mark_the_best_epoch_and_title_the_final_accuracy(tmp_path, monkeypatch):
+    """The marked point is the best test accuracy, which need not be the last epoch's."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    history = [*HISTORY, EpochStats(4, 0.25, 0.93, 0.31, 0.905, 1.4)]
+    plots.plot_training_curves(history, tmp_path / "c.png")
+    ax_acc = figures[0].axes[1]
+    assert ax_acc.get_title() == "accuracy (test after the last epoch: 90.50%)"
+    assert [t.get_text() for t in ax_acc.texts] == ["best 91.00%"]
+    assert ax_acc.texts[0].xy == (3, 91.0)
+
+
 def test_without_history_the_curves_are_skipped(tmp_path, test_images):
     paths = plots.write_training_plots(tmp_path, models.SimpleCNN(), [], test_images)
     assert [p.name for p in paths] == ["filters.png", "confusion_matrix.png", "misclassified.png"]
