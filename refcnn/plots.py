@@ -230,7 +230,7 @@ def write_parity_plot(path: str | os.PathLike[str], results: Sequence[dict[str, 
     and their relative difference with the per-step budget (right, log scale)."""
     if not results:
         raise ValueError("write_parity_plot: no parity runs to plot")
-    fig = _figure(12, 3.2 * len(results))
+    fig = _figure(15, 3.2 * len(results))
     axes = np.atleast_2d(fig.subplots(len(results), 2, squeeze=False))
     for (ax_loss, ax_diff), r in zip(axes, results, strict=True):
         steps = np.arange(1, r["steps"] + 1)
@@ -260,5 +260,7 @@ def write_parity_plot(path: str | os.PathLike[str], results: Sequence[dict[str, 
         ax_diff.set(xlabel="step", ylabel="relative loss difference", title=f"{title}: refcnn vs PyTorch")
         for ax in (ax_loss, ax_diff):
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+        ax_loss.legend(fontsize=8)
+        # beside the axes: inside, the legend hid the budget curve or the differences under it
+        ax_diff.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return _save(fig, path)
