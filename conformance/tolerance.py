@@ -154,7 +154,8 @@ TERMS_TEXT = {
     "cross_entropy": "forward: sum over rows and classes of w*q*(|x-m| + log(s) + 1) times the reduction's scale; "
     "grad: |A_r|*(a_r*p + w*q) for A_r*(p - q), a_r = sum(w*q) (q the smoothed target)",
     "binary_cross_entropy_with_logits": "forward: w*(|(1-t)*x| + |l|*(max(-x,0) + log1p(exp(-|x|)))) reduced as the loss "
-    "(l = 1 + (p-1)*t): PyTorch's (1-t)*x + l*(max(-x,0) + log(...)) cancels for x << 0",
+    "(l = 1 + (p-1)*t), times u64/u of the checked dtype: PyTorch's float64 (1-t)*x + l*(max(-x,0) + log(...)) "
+    "cancels for x << 0, which is the reference's error only (refcnn's split form does not cancel)",
     "batch_norm, group_norm, layer_norm": "xa = (|x| + mean|x|)*rstd: forward |w|*xa; grad_x "
     "rstd*(|gw| + mean|gw| + xa*mean(|gw|*xa)), gw = g*w; grad_weight sum |g|*xa (evaluation: running mean for mean|x|)",
 }

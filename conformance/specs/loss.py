@@ -174,6 +174,7 @@ def _pointwise_cases(draw: Any, op: str) -> dict[str, Any]:
         case["weight"] = draw(st.booleans())
     if op == "binary_cross_entropy_with_logits":
         case["pos_weight"] = draw(st.booleans())
+        case["small_targets"] = draw(st.sampled_from([False, False, True]))  # in [0, 0.01)
     return case
 
 
@@ -210,6 +211,7 @@ class PointwiseLossSpec(OpSpec):
             base["weight"] = True
         if op == "binary_cross_entropy_with_logits":
             base["pos_weight"] = True
+            base["small_targets"] = False
         self.examples = [
             base,
             {**base, "kinks": True, "reduction": "none", "seed": 2},  # x == target (and 0/1 for BCE)
@@ -217,6 +219,12 @@ class PointwiseLossSpec(OpSpec):
         ]
         if op == "smooth_l1_loss":
             self.examples.append({**base, "beta": 0.0, "seed": 4})  # beta = 0 is l1_loss
+        if op == "binary_cross_entropy_with_logits":  # logits down to -20 with targets near 0: where
+            # (1 - t) x + max(-x, 0) cancels, PyTorch's formula and the mutant bcel_cancelling
+            self.examples.append({
+                **base, "shape": [7, 5], "scale": 10.0, "reduction": "none", "weight": False, "pos_weight": False,
+                "small_targets": True, "seed": 5,
+            })  # fmt: skip
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _pointwise_cases(self.op)
@@ -229,7 +237,7 @@ class PointwiseLossSpec(OpSpec):
             t = rng.uniform(0, 1, shape)
         elif self.op == "binary_cross_entropy_with_logits":
             x = make_normal(rng, shape, case["scale"])
-            t = rng.uniform(0, 1, shape)
+            t = rng.uniform(0, 1, shape) * (0.01 if case["small_targets"] else 1.0)
         else:
             x = make_normal(rng, shape, case["scale"])
             t = make_normal(rng, shape, case["scale"])
@@ -264,7 +272,9 @@ class PointwiseLossSpec(OpSpec):
     def extra_terms(self, built: Built, upcast: dict[str, Any], g: np.ndarray) -> dict[str, np.ndarray]:
         """binary_cross_entropy_with_logits: PyTorch's float64 (1-t)*x + l*(max(-x,0) + log(...))
         cancels for x << 0 (refcnn's split form does not), so the magnitudes of its terms
-        join the forward's S, reduced as the loss is."""
+        join the forward's S, reduced as the loss is. That error is the float64 reference's
+        alone, so the terms are scaled to the checked dtype's unit roundoff: u64 / u for a
+        float32 check, where they would otherwise admit a float32 kernel that cancels too."""
         if self.op != "binary_cross_entropy_with_logits":
             return {}
         x, t = np.asarray(upcast["x"], np.float64), np.asarray(upcast["target"], np.float64)
@@ -274,6 +284,7 @@ class PointwiseLossSpec(OpSpec):
         w = 1.0 if upcast.get("weight") is None else np.asarray(upcast["weight"])
         lw = np.abs(1 + (p - 1) * t)
         terms = w * (np.abs((1 - t) * x) + lw * (np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))))
+        terms = terms * (np.finfo(np.float64).eps / np.finfo(built.extra["dtype"]).eps)
         reduction = built.config["reduction"]
         if reduction == "sum":
             return {"forward": np.asarray(terms.sum())}
