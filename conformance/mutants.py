@@ -256,6 +256,24 @@ def dropout_scale(base: kernels.Kernel) -> Any:
     return forward, bwd
 
 
+# ---- binary_cross_entropy_with_logits -------------------------------------------------------
+def bcel_cancelling(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, target: Any, weight: Any, pos_weight: Any, *, reduction: str) -> Any:
+        _, ctx = fwd(x, target, weight, pos_weight, reduction=reduction)
+        p = 1 if pos_weight is None else pos_weight
+        # PyTorch's unsplit formula in the input's dtype: (1 - t) x and the log term cancel for x << 0
+        per = (1 - target) * x + (1 + (p - 1) * target) * (np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x))))
+        if weight is not None:
+            per = per * weight
+        if reduction == "none":
+            return per, ctx
+        return (per.sum() if reduction == "sum" else per.mean()).astype(x.dtype), ctx
+
+    return forward, bwd
+
+
 MUTANTS = [
     Mutant("conv_stride_edge", "conv2d", "last output row zeroed when the stride exceeds the kernel", conv_stride_edge),
     Mutant("conv_groups", "conv2d", "groups > 1 use the next group's filters", conv_groups),
@@ -272,6 +290,7 @@ MUTANTS = [
     Mutant("ce_ignore_index_in_mean", "cross_entropy", "ignored samples counted in the mean's divisor", ce_ignore_index_in_mean),
     Mutant("mse_sum_as_mean", "mse_loss", "reduction='sum' returns the mean", mse_sum_as_mean),
     Mutant("bn_biased_running_var", "batch_norm", "running_var updated with the biased variance", bn_biased_running_var),
+    Mutant("bcel_cancelling", "binary_cross_entropy_with_logits", "PyTorch's cancelling formula in float32 (x << 0)", bcel_cancelling),
     Mutant("dropout_scale", "dropout", "kept values scaled by (1-p) instead of 1/(1-p)", dropout_scale),
 ]  # fmt: skip
 
