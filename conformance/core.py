@@ -205,6 +205,27 @@ def classify_rejection(exc: BaseException) -> tuple[bool, str]:
     return True, f"{type(exc).__name__}: {exc}"
 
 
+def expect_rejection(rec: Recorder, impl: str, attempt: Callable[[], Any], why: str) -> None:
+    """PyTorch rejected a call (``why`` says what and how): refcnn's ``attempt()`` of the same
+    call must raise its own clear error (:func:`classify_rejection`; NotImplementedError is
+    not one), recorded as ``impl``'s ``rejects`` check."""
+    try:
+        attempt()
+    except NotImplementedError as exc:
+        rec.fail(
+            impl, "rejects", f"PyTorch rejects {why}; refcnn raised NotImplementedError ({exc}), not a clear error"
+        )
+        return
+    except Exception as exc:
+        ok, what = classify_rejection(exc)
+        if ok:
+            rec.ok(impl, "rejects", detail=f"both reject: {what}")
+        else:
+            rec.fail(impl, "rejects", f"PyTorch rejects {why}; refcnn's error is not its own: {what}")
+        return
+    rec.fail(impl, "rejects", f"PyTorch rejects {why}; refcnn accepted it")
+
+
 # ---- PyTorch references ---------------------------------------------------------------------
 def to_torch(arrays: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -251,23 +251,7 @@ class OpSpec(Spec):
     ) -> None:
         for impl in impls:
             kernel = kernels.get(self.op, impl)
-            try:
-                self.call(kernel, inputs, built)
-            except NotImplementedError as exc:
-                rec.fail(
-                    impl,
-                    "rejects",
-                    f"PyTorch rejects ({why}); refcnn raised NotImplementedError ({exc}), not a clear error",
-                )
-                continue
-            except Exception as exc:
-                ok, what = core.classify_rejection(exc)
-                if ok:
-                    rec.ok(impl, "rejects", detail=f"both reject: {what}")
-                else:
-                    rec.fail(impl, "rejects", f"PyTorch rejects ({why}); refcnn's error is not its own: {what}")
-                continue
-            rec.fail(impl, "rejects", f"PyTorch rejects ({why}); refcnn accepted it")
+            core.expect_rejection(rec, impl, lambda k=kernel: self.call(k, inputs, built), f"({why})")
 
     def check_adjoint(
         self,

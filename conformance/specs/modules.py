@@ -357,17 +357,11 @@ class ModuleSpec(Spec):
         try:
             tm = tcls(**kw, **({"dtype": tdt} if has_dtype else {}))
         except Exception as exc:
-            try:
-                rcls(**case["kwargs"], **({"dtype": dt} if has_dtype else {}))
-            except Exception as rexc:
-                ok, what = core.classify_rejection(rexc)
-                if ok:
-                    rec.ok(impl, "rejects")
-                else:
-                    rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn's error is not its own: {what}")
-                return
-            rec.fail(
-                impl, "rejects", f"PyTorch rejects {e.cls}({kw}) ({type(exc).__name__}: {exc}); refcnn accepted it"
+            core.expect_rejection(
+                rec,
+                impl,
+                lambda: rcls(**case["kwargs"], **({"dtype": dt} if has_dtype else {})),
+                f"{e.cls}({kw}) ({type(exc).__name__}: {exc})",
             )
             return
         try:
@@ -515,16 +509,7 @@ class ModuleSpec(Spec):
             with torch.no_grad():
                 y_t = fn(**core.to_torch({**up, **params}))
         except Exception as exc:  # PyTorch rejects the input
-            try:
-                rm(*arrays.values())
-            except Exception as rexc:
-                ok, what = core.classify_rejection(rexc)
-                if ok:
-                    rec.ok(impl, "rejects")
-                else:
-                    rec.fail(impl, "rejects", f"PyTorch rejects the input ({exc}); refcnn: {what}")
-                return
-            rec.fail(impl, "rejects", f"PyTorch rejects an input of shape {case['shape']} ({exc}); refcnn accepted it")
+            core.expect_rejection(rec, impl, lambda: rm(*arrays.values()), f"an input of shape {case['shape']} ({exc})")
             return
         # rounded to dt first, so the reference sees exactly the gradient refcnn gets
         g = np.asarray(np.random.default_rng([case["seed"], 7]).standard_normal(tuple(y_t.shape)) + 0.1)

@@ -99,17 +99,9 @@ class OptimizerSpec(Spec):
         try:
             topt = tcls(tparams, **hyper)
         except Exception as exc:
-            try:
-                rcls([rnn.Parameter(p.copy()) for p in p0], **hyper)
-            except Exception as rexc:
-                ok, what = core.classify_rejection(rexc)
-                (
-                    rec.ok(impl, "rejects")
-                    if ok
-                    else rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn: {what}")
-                )
-                return
-            rec.fail(impl, "rejects", f"PyTorch rejects {self.cls}({hyper}) ({exc}); refcnn accepted it")
+            core.expect_rejection(
+                rec, impl, lambda: rcls([rnn.Parameter(p.copy()) for p in p0], **hyper), f"{self.cls}({hyper}) ({exc})"
+            )
             return
         rparams = [rnn.Parameter(p.copy()) for p in p0]
         try:
@@ -206,17 +198,7 @@ class SchedulerSpec(Spec):
         try:
             tsch = tcls(topt, **cfg)
         except Exception as exc:
-            try:
-                rcls(ropt, **cfg)
-            except Exception as rexc:
-                ok, what = core.classify_rejection(rexc)
-                (
-                    rec.ok(impl, "rejects")
-                    if ok
-                    else rec.fail(impl, "rejects", f"PyTorch rejects ({exc}); refcnn: {what}")
-                )
-                return
-            rec.fail(impl, "rejects", f"PyTorch rejects {self.cls}({cfg}) ({exc}); refcnn accepted it")
+            core.expect_rejection(rec, impl, lambda: rcls(ropt, **cfg), f"{self.cls}({cfg}) ({exc})")
             return
         try:
             rsch = rcls(ropt, **cfg)
