@@ -64,6 +64,16 @@ class _Window(OpSpec):
         return f
 
 
+def _compare_indices(got: Any, expected: np.ndarray, impl: str, rec: core.Recorder) -> None:
+    """ctx.indices of a max pooling against PyTorch's flat indices (return_indices=True)."""
+    got = np.asarray(got)
+    if got.shape != expected.shape or not np.array_equal(got, expected):
+        bad = "shape" if got.shape != expected.shape else f"{int((got != expected).sum())} differ"
+        rec.fail(impl, "indices", f"ctx.indices differ from PyTorch's ({bad})")
+    else:
+        rec.ok(impl, "indices")
+
+
 class MaxPool2dSpec(_Window):
     op = "max_pool2d"
     method = "selection"
@@ -136,12 +146,7 @@ class MaxPool2dSpec(_Window):
         if got is None:
             rec.fail(impl, "indices", "ctx has no .indices (DESIGN §3: PyTorch's flat indices)")
             return
-        got = np.asarray(got)
-        if got.shape != tuple(idx.shape) or not np.array_equal(got, idx.numpy()):
-            bad = "shape" if got.shape != tuple(idx.shape) else f"{int((got != idx.numpy()).sum())} differ"
-            rec.fail(impl, "indices", f"ctx.indices differ from PyTorch's ({bad})")
-        else:
-            rec.ok(impl, "indices")
+        _compare_indices(got, idx.numpy(), impl, rec)
 
 
 class AvgPool2dSpec(_Window):
@@ -277,10 +282,7 @@ class AdaptiveMaxPool2dSpec(AdaptiveAvgPool2dSpec):
         got = getattr(ctx, "indices", None)
         if got is None:
             return  # DESIGN names indices for max_pool2d only
-        if not np.array_equal(np.asarray(got), idx.numpy()):
-            rec.fail(impl, "indices", "ctx.indices differ from PyTorch's")
-        else:
-            rec.ok(impl, "indices")
+        _compare_indices(got, idx.numpy(), impl, rec)
 
 
 SPECS = [MaxPool2dSpec(), AvgPool2dSpec(), AdaptiveAvgPool2dSpec(), AdaptiveMaxPool2dSpec()]
