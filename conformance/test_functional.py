@@ -254,6 +254,7 @@ def _bound(method, name, args, kwargs, index):
     return _mixed_bound(name, args, kwargs, index)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's, about its copy
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case_id, name, args, kwargs, method", CASES, ids=[c[0] for c in CASES])
 def test_forward_matches_torch(case_id, name, args, kwargs, method, dtype):
