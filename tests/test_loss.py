@@ -181,6 +181,29 @@ def test_cross_entropy_zero_weight_mean_is_nan_like_torch():
     assert np.all(gx[:, 1:] == 0) and np.all(gx[1] == 0)
 
 
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("ls", [0.25, 1.0], ids=["ls0.25", "ls1"])
+def test_cross_entropy_smoothing_with_zero_counted_weight_is_nan_like_torch(impl, ls):
+    # Broke: the mean summed (1 - ls) * nll + ls/C * smooth per row before dividing by the
+    # counted weight 0, giving inf; PyTorch divides each part by it, and its nll part is
+    # 0/0 = nan, so the loss is nan. The reference's gradient was +-inf where
+    # PyTorch's (and the fast kernel's) is nan on every counted row. Here every counted
+    # target's class weighs 0 (row 1 is ignored).
+    x, w, t = np.array([LOGITS[0], LOGITS[1], LOGITS[0]]), np.array([0.0, 1.0, 1.0]), np.array([0, -100, 0])
+    counted = t != -100
+    cfg = dict(ignore_index=-100, label_smoothing=ls)
+    mean, gx = run("cross_entropy", impl, (x, t, w), dict(cfg, reduction="mean"), 1.0)
+    assert np.isnan(mean), f"mean loss {mean}, PyTorch gives nan"
+    assert np.isnan(gx[counted]).all(), f"gradient of the counted rows {gx[counted]}, PyTorch gives nan"
+    assert np.all(gx[~counted] == 0)
+    # 'sum' and 'none' divide by nothing: finite
+    for reduction in ("sum", "none"):
+        loss, gx = run(
+            "cross_entropy", impl, (x, t, w), dict(cfg, reduction=reduction), np.ones(3) if reduction == "none" else 1.0
+        )
+        assert np.isfinite(loss).all() and np.isfinite(gx).all()
+
+
 def test_uint8_labels_are_accepted_for_batched_rows():
     x = np.array(LOGITS)
     a, _ = ce("fast", x, np.array([2, 0], np.uint8), None, ignore_index=-100, reduction="mean", label_smoothing=0.0)

@@ -301,6 +301,21 @@ class CrossEntropyCtx(NamedTuple):
     divisor: Any  # the mean's divisor
 
 
+def _smoothed_loss(
+    nll: np.ndarray, smooth: np.ndarray | None, ls: float, C: int, reduction: str, count: Any
+) -> np.ndarray:
+    """The class-index loss from its two per-row parts, reduced each on its own and then
+    combined, as PyTorch does: ``(1 - ls) * reduce(nll) + (ls / C) * reduce(smooth)``
+    (``reduce(nll)`` alone without smoothing). Reducing the parts separately matters when the
+    mean's divisor (the counted weights) is 0: the nll part is then 0/0 = nan, which the
+    combined sum (finite / 0 = inf) would hide."""
+    loss = _reduce(nll, reduction, count)
+    if smooth is None:
+        return loss
+    with np.errstate(invalid="ignore"):  # nan + inf, or inf - inf, is nan, as in PyTorch
+        return np.asarray((1 - ls) * loss + (ls / C) * _reduce(smooth, reduction, count), dtype=nll.dtype)
+
+
 def _smoothed(q: np.ndarray, label_smoothing: float) -> np.ndarray:
     # PyTorch smooths probability targets only for label_smoothing > 0.
     if label_smoothing > 0:
@@ -337,12 +352,11 @@ def cross_entropy_fast_forward(
     valid = t != ignore_index
     t = np.where(valid, t, 0)
     wt = np.where(valid, w[t], 0)
-    per = np.where(valid, -wt * lsm[np.arange(M), t], 0)
-    if ls > 0:
-        smooth = np.where(valid, -(lsm * w).sum(axis=1), 0)
-        per = (1 - ls) * per + (ls / C) * smooth
     count = wt.sum()
-    loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, count)
+    shape = _loss_shape(logits.shape)
+    nll = np.where(valid, -wt * lsm[np.arange(M), t], 0).reshape(shape)
+    smooth = np.where(valid, -(lsm * w).sum(axis=1), 0).reshape(shape) if ls > 0 else None
+    loss = _smoothed_loss(nll, smooth, ls, C, reduction, count)
     return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
 
 
@@ -388,16 +402,24 @@ def cross_entropy_reference_forward(
         lsm[i, c] = (x[i, c] - m_i) - log(sum_k exp(x[i, k] - m_i)),   m_i = max_k x[i, k]
 
     class index t_i (rows with t_i == ignore_index get loss 0 and count for nothing):
-        loss_i = (1 - eps) * (-w[t_i] * lsm[i, t_i]) + (eps / C) * (-sum_c w_c * lsm[i, c])
-        mean   = sum_i loss_i / sum_{counted i} w[t_i]    (nan when nothing is counted)
+        nll_i = -w[t_i] * lsm[i, t_i],   smooth_i = -sum_c w_c * lsm[i, c]
+        loss_i = (1 - eps) * nll_i + (eps / C) * smooth_i
+        mean   = (1 - eps) * sum_i nll_i / W + (eps / C) * sum_i smooth_i / W,
+                 W = sum_{counted i} w[t_i]
+    The mean reduces the two parts separately, as PyTorch: when W = 0 (nothing counted, or
+    every counted class weighs 0) the nll part is 0/0 = nan, so the mean is nan (not the
+    inf that (finite smooth sum) / 0 would give).
     class probabilities q[i, :], smoothed to q*(1 - eps) + eps/C when eps > 0:
         loss_i = -sum_c w_c * q[i, c] * lsm[i, c]
         mean   = sum_i loss_i / M                         (M rows, whatever the weights)
 
     Backward: with g_i = grad_loss_i ('none'), grad_loss ('sum') or grad_loss / divisor
     ('mean'), and a[i, c] = w_c * q[i, c] (class index: (1 - eps) * w[t_i] * [c == t_i] +
-    eps/C * w_c, and 0 on ignored rows),
-        dL/dx[i, c] = g_i * (softmax(x_i)[c] * sum_k a[i, k] - a[i, c]).
+    eps/C * w_c, and 0 on ignored rows), G[i, c] = dL/dlsm[i, c] = -g_i * a[i, c] and
+        dL/dx[i, c] = G[i, c] - softmax(x_i)[c] * sum_k G[i, k]
+                    = g_i * (softmax(x_i)[c] * sum_k a[i, k] - a[i, c]).
+    With W = 0 the mean's g_i is inf, a zero weight makes G nan, and every counted row's
+    gradient is nan (ignored rows stay 0), as PyTorch's autograd gives.
 
     The reference loops over the rows; within a row, over the C classes with NumPy.
     """
@@ -409,30 +431,31 @@ def cross_entropy_reference_forward(
     for i in range(M):
         z = x[i] - x[i].max()
         lsm[i] = z - np.log(np.sum(np.exp(z)))
-    per = np.zeros(M, dtype=x.dtype)
+    shape = _loss_shape(logits.shape)
     if target.shape == logits.shape:
         q = _rows(target)
         wq = np.empty_like(q)
+        per = np.zeros(M, dtype=x.dtype)
         for i in range(M):
             wq[i] = w * _smoothed(q[i], ls)
             per[i] = -np.sum(wq[i] * lsm[i])
-        loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, M)
+        loss = _reduce(per.reshape(shape), reduction, M)
         return loss, CrossEntropyCtx(logits.shape, lsm, wq, None, None, w, ls, reduction, M)
     labels = target.reshape(-1).astype(np.int64)
     t = np.zeros(M, dtype=np.int64)
     valid = np.zeros(M, dtype=bool)
+    nll = np.zeros(M, dtype=x.dtype)
+    smooth = np.zeros(M, dtype=x.dtype)
     total_weight = x.dtype.type(0)
     for i in range(M):
         if labels[i] == ignore_index:
             continue
         t[i], valid[i] = labels[i], True
         total_weight += w[t[i]]
-        nll = -w[t[i]] * lsm[i, t[i]]
+        nll[i] = -w[t[i]] * lsm[i, t[i]]
         if ls > 0:
-            per[i] = (1 - ls) * nll + (ls / C) * -np.sum(w * lsm[i])
-        else:
-            per[i] = nll
-    loss = _reduce(per.reshape(_loss_shape(logits.shape)), reduction, total_weight)
+            smooth[i] = -np.sum(w * lsm[i])
+    loss = _smoothed_loss(nll.reshape(shape), smooth.reshape(shape) if ls > 0 else None, ls, C, reduction, total_weight)
     return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, total_weight)
 
 
@@ -441,20 +464,24 @@ def cross_entropy_reference_backward(grad_loss: np.ndarray, ctx: CrossEntropyCtx
     lsm = ctx.lsm
     M, C = lsm.shape
     g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
+    ls = ctx.label_smoothing
     grad = np.zeros_like(lsm)
     for i in range(M):
-        if ctx.wq is not None:
-            a = ctx.wq[i]
-        else:
-            assert ctx.t is not None and ctx.valid is not None
-            if not ctx.valid[i]:
-                continue  # an ignored row gets no gradient
-            a = np.zeros(C, dtype=lsm.dtype)
-            a[ctx.t[i]] = (1 - ctx.label_smoothing) * ctx.w[ctx.t[i]]
-            if ctx.label_smoothing > 0:
-                a = a + (ctx.label_smoothing / C) * ctx.w
-        with np.errstate(invalid="ignore"):  # inf * 0 = nan when the mean's divisor is 0
-            grad[i] = g[i] * (np.exp(lsm[i]) * np.sum(a) - a)
+        # G = dL/dlsm[i, :] = -g_i * a[i, :], each product formed before any sum, as autograd
+        # forms it: a zero weight times an infinite g_i (a mean over zero counted weight) is
+        # nan, and the nan reaches the whole row through the log-softmax backward, as in PyTorch.
+        with np.errstate(invalid="ignore"):
+            if ctx.wq is not None:
+                G = -g[i] * ctx.wq[i]
+            else:
+                assert ctx.t is not None and ctx.valid is not None
+                if not ctx.valid[i]:
+                    continue  # an ignored row gets no gradient
+                G = np.zeros(C, dtype=lsm.dtype)
+                if ls > 0:
+                    G = G - (ls / C) * g[i] * ctx.w
+                G[ctx.t[i]] -= (1 - ls) * (ctx.w[ctx.t[i]] * g[i])
+            grad[i] = G - np.exp(lsm[i]) * np.sum(G)
     return (_unrows(grad, ctx.shape),)
 
 

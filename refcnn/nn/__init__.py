@@ -1,6 +1,7 @@
 """Modules with PyTorch's names, arguments and defaults, and hand-derived backward."""
 
 from . import activation, conv, dropout, flatten, init, linear, loss, normalization, pooling
+from . import functional as functional
 from .activation import *
 from .conv import *
 from .dropout import *
