@@ -135,12 +135,14 @@ def test_float32_accuracy_requirement_sets_the_exit_status(tmp_path, monkeypatch
 
 
 def test_float32_drift_beyond_the_budget_is_reported_not_failed(tmp_path, monkeypatch):
-    monkeypatch.setattr(parity, "BUDGET_LAMBDA", 0.0)  # a zero budget: every step is beyond it
+    # a budget below zero: every step is beyond it, whatever the two runs' rounding (a zero budget
+    # is not enough: on some machines the first float32 steps agree with torch exactly)
+    monkeypatch.setattr(parity, "BUDGET_LAMBDA", -1.0)
     out = tmp_path / "p.json"
     code = parity.main(["--dtype", "float32", "--steps", "3", "--model", "simplecnn", "--no-reference",
                         "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
     report = json.loads(out.read_text())
-    assert report["first_step_beyond_budget"] == 1 and report["budget"] == [0.0, 0.0, 0.0]
+    assert report["first_step_beyond_budget"] == 1 and all(b < 0 for b in report["budget"])
     assert code == 0 and report["passed"] is True
 
 
