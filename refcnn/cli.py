@@ -121,7 +121,7 @@ def _train_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument(
         "--download", action="store_true",
-        help="first download the four MNIST files into --data (md5-checked; files already there are kept)",
+        help="first download the four MNIST files into --data (md5-checked; files already there are kept) (default: off)",
     )  # fmt: skip
     p.add_argument(
         "--checkpoint", type=Path, default=None,
