@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
-import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from . import __version__, io, models, optim
+from ._commands import (
+    EXIT_INTERRUPTED,
+    OneLineParser,
+    UsageError,
+    check_matplotlib,
+    check_output_file,
+    check_writable_dir,
+    number,
+    positive,
+    read_mnist,
+)
 from ._random import manual_seed
-from .data import load_mnist, sample_dir
+from .data import sample_dir
 from .train import EpochStats, Training
 
 OPTIMIZERS = ("sgd", "adam")
@@ -46,37 +54,6 @@ RECIPE: dict[str, Any] = {
     "train_limit": None,
 }
 SGD_MOMENTUM = 0.9
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
-
-
-class UsageError(Exception):
-    """A user error: main prints its one line and exits with status 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the problem, and where to find the options)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _number(kind: type, minimum: float, strict: bool) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
-            ) from None
-        if value < minimum or (strict and value == minimum) or value != value:
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
-        return value
-
-    return parse
-
-
-def _positive(kind: type) -> Any:
-    return _number(kind, 0, strict=True)
 
 
 def _train_parser(sub: Any) -> None:
@@ -93,12 +70,12 @@ def _train_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--model", choices=sorted(models.MODELS), help=f"the network (default: {r['model']})")
-    p.add_argument("--epochs", type=_positive(int), help=f"passes over the training images (default: {r['epochs']})")
-    p.add_argument("--batch-size", type=_positive(int), help=f"images per step (default: {r['batch_size']})")
-    p.add_argument("--lr", type=_positive(float), help=f"learning rate (default: {r['lr']})")
+    p.add_argument("--epochs", type=positive(int), help=f"passes over the training images (default: {r['epochs']})")
+    p.add_argument("--batch-size", type=positive(int), help=f"images per step (default: {r['batch_size']})")
+    p.add_argument("--lr", type=positive(float), help=f"learning rate (default: {r['lr']})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"sgd (with momentum) or adam (default: {r['optimizer']})")
     p.add_argument(
-        "--momentum", type=_number(float, 0, strict=False),
+        "--momentum", type=number(float, 0, strict=False),
         help=f"SGD momentum, >= 0 (default: {SGD_MOMENTUM} with sgd; not an option of adam)",
     )  # fmt: skip
     p.add_argument(
@@ -108,12 +85,10 @@ def _train_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float64"), help=f"parameter and data dtype (default: {r['dtype']})")
     p.add_argument(
-        "--seed", type=_number(int, 0, strict=False),
+        "--seed", type=number(int, 0, strict=False),
         help=f"seed of the initial weights, the shuffling and dropout (default: {r['seed']})",
     )  # fmt: skip
-    p.add_argument(
-        "--train-limit", type=_positive(int), help="train on the first N training images only (default: all)"
-    )
+    p.add_argument("--train-limit", type=positive(int), help="train on the first N training images only (default: all)")
     p.add_argument(
         "--data", type=Path, default=None,
         help="directory of the MNIST files (train-images-idx3-ubyte[.gz], ...) (default: the sample bundled with "
@@ -143,19 +118,6 @@ def _train_parser(sub: Any) -> None:
 
 
 # ---- checks before the first step -------------------------------------------------------------------
-def _check_writable_dir(directory: Path, what: str) -> None:
-    """Create ``directory`` if needed and prove a file can be written there."""
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"{what}: {directory} exists and is not a directory; choose another path")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".refcnn-write-test-", dir=directory)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as err:
-        raise UsageError(f"{what}: cannot write into {directory} ({err.strerror or err}); choose another path") from err
-
-
 def resume_path(checkpoint: Path) -> Path:
     """Where the training state of the run saving ``checkpoint`` goes: NAME.resume.safetensors."""
     stem = checkpoint.name.removesuffix(".safetensors")
@@ -163,26 +125,16 @@ def resume_path(checkpoint: Path) -> Path:
 
 
 def _check_outputs(checkpoint: Path, plot: Path | None) -> None:
-    for path in (checkpoint, resume_path(checkpoint)):
-        if path.is_dir():
-            raise UsageError(
-                f"--checkpoint: {path} is a directory; give a file name such as {path / 'model.safetensors'}"
-            )
-    _check_writable_dir(checkpoint.parent, "--checkpoint")
+    check_output_file(checkpoint, "--checkpoint")
+    check_output_file(resume_path(checkpoint), "--checkpoint")
     if plot is not None:
-        try:
-            importlib.import_module("matplotlib.figure")
-        except ImportError as err:
-            raise UsageError(
-                f"--plot needs matplotlib, which cannot be imported ({err}): pip install 'refcnn[plot]', "
-                "or leave out --plot"
-            ) from err
-        _check_writable_dir(plot, "--plot")
+        check_matplotlib("--plot")
+        check_writable_dir(plot, "--plot")
 
 
-# ---- data ----------------------------------------------------------------------------------------------
 def _load_data(root: Path | None, download: bool) -> tuple[Path, tuple[Any, Any], tuple[Any, Any]]:
-    from .data import DownloadError, IDXError, MNISTNotFoundError
+    """(the folder read, training split, test split), downloading first with ``download``."""
+    from .data import DownloadError
     from .data import download as downloader
 
     if download:
@@ -199,22 +151,9 @@ def _load_data(root: Path | None, download: bool) -> tuple[Path, tuple[Any, Any]
         except OSError as err:
             raise UsageError(f"could not download MNIST into {root}: {err}") from err
     source = sample_dir() if root is None else root
-    if root is not None and not root.is_dir():
-        raise UsageError(
-            f"--data: {root} is not a directory; add --download to download MNIST there, or leave out --data "
-            "for the bundled sample"
-        )
-    try:
-        return source, load_mnist(source, train=True), load_mnist(source, train=False)
-    except MNISTNotFoundError as err:
-        raise UsageError(
-            f"--data: no MNIST files in {source} ({err.args[0].split(': ', 1)[-1].split('. Use')[0]}); add "
-            "--download to download them there, or leave out --data for the bundled sample"
-        ) from err
-    except IDXError as err:
-        raise UsageError(f"corrupt MNIST file: {err}; delete it and download it again (--download)") from err
-    except ValueError as err:  # wrong shapes, counts or labels
-        raise UsageError(f"unusable MNIST files: {err}") from err
+    what = "them" if source.is_dir() else "MNIST"
+    hint = f"add --download to download {what} there, or leave out --data for the bundled sample"
+    return (source, *read_mnist(source, hint, "delete it and download it again (--download)"))
 
 
 def _fingerprint(x: np.ndarray, y: np.ndarray) -> str:
