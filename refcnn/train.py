@@ -230,7 +230,7 @@ class Training:
             self.model.load_state_dict(saved_model)
             self.opt.load_state_dict(saved_opt)
             if self.scheduler is not None:
-                self.scheduler.load_state_dict(saved_sched)  # type: ignore[arg-type]
+                self.scheduler.load_state_dict(saved_sched)
             raise
         self.epoch, self.step, self.order = epoch, step, None if order is None else order.astype(np.int64)
         self.loss_sum, self.correct, self.seen, self.seconds = sums
