@@ -65,7 +65,7 @@ def _train_parser(sub: Any) -> None:
             "Train a model on MNIST with a progress bar; print the test accuracy after every epoch; save the "
             "weights as a safetensors checkpoint that PyTorch loads as is, and beside it the training state "
             "(CHECKPOINT.resume.safetensors) after every epoch. Ctrl-C stops after the step under way and saves "
-            "both, with the position within the epoch: --resume continues from there and ends with the same "
+            "both, with the position within the epoch: --resume continues from there and, on the same machine, ends with the same "
             "weights, bit for bit, as a run never stopped."
         ),
     )
