@@ -1,10 +1,5 @@
 """python -m refcnn train | conformance | parity | bench
 
-  train        train a model on MNIST (the bundled sample by default); no PyTorch needed
-  conformance  check refcnn's kernels (or yours) against PyTorch
-  parity       train refcnn and PyTorch side by side on MNIST and compare
-  bench        time refcnn against PyTorch
-
 Run python -m refcnn COMMAND --help for a command's options.
 """
 
@@ -60,7 +55,7 @@ def _train_parser(sub: Any) -> None:
     r = RECIPE
     p = sub.add_parser(
         "train",
-        help="train a model on MNIST (the bundled sample by default)",
+        help="train a model on MNIST (the bundled sample by default; no PyTorch needed)",
         description=(
             "Train a model on MNIST with a progress bar; print the test accuracy after every epoch; save the "
             "weights as a safetensors checkpoint that PyTorch loads as is, and beside it the training state "
@@ -70,12 +65,16 @@ def _train_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--model", choices=sorted(models.MODELS), help=f"the network (default: {r['model']})")
-    p.add_argument("--epochs", type=positive(int), help=f"passes over the training images (default: {r['epochs']})")
-    p.add_argument("--batch-size", type=positive(int), help=f"images per step (default: {r['batch_size']})")
+    p.add_argument(
+        "--epochs", metavar="N", type=positive(int), help=f"passes over the training images (default: {r['epochs']})"
+    )
+    p.add_argument(
+        "--batch-size", metavar="N", type=positive(int), help=f"images per step (default: {r['batch_size']})"
+    )
     p.add_argument("--lr", type=positive(float), help=f"learning rate (default: {r['lr']})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"sgd (with momentum) or adam (default: {r['optimizer']})")
     p.add_argument(
-        "--momentum", type=number(float, 0, strict=False),
+        "--momentum", metavar="M", type=number(float, 0, strict=False),
         help=f"SGD momentum, >= 0 (default: {SGD_MOMENTUM} with sgd; not an option of adam)",
     )  # fmt: skip
     p.add_argument(
@@ -85,12 +84,17 @@ def _train_parser(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--dtype", choices=("float32", "float64"), help=f"parameter and data dtype (default: {r['dtype']})")
     p.add_argument(
-        "--seed", type=number(int, 0, strict=False),
+        "--seed", metavar="N", type=number(int, 0, strict=False),
         help=f"seed of the initial weights, the shuffling and dropout (default: {r['seed']})",
     )  # fmt: skip
-    p.add_argument("--train-limit", type=positive(int), help="train on the first N training images only (default: all)")
     p.add_argument(
-        "--data", type=Path, default=None,
+        "--train-limit",
+        metavar="N",
+        type=positive(int),
+        help="train on the first N training images only (default: all)",
+    )
+    p.add_argument(
+        "--data", metavar="DIR", type=Path, default=None,
         help="directory of the MNIST files (train-images-idx3-ubyte[.gz], ...) (default: the sample bundled with "
         "refcnn, 2,000 training and 1,000 test images)",
     )  # fmt: skip
@@ -99,7 +103,7 @@ def _train_parser(sub: Any) -> None:
         help="first download the four MNIST files into --data (md5-checked; files already there are kept) (default: off)",
     )  # fmt: skip
     p.add_argument(
-        "--checkpoint", type=Path, default=None,
+        "--checkpoint", metavar="FILE", type=Path, default=None,
         help="where to save the weights; the training state goes beside it as NAME.resume.safetensors "
         "(default: runs/MODEL.safetensors; with --resume: the resumed run's)",
     )  # fmt: skip
@@ -110,7 +114,11 @@ def _train_parser(sub: Any) -> None:
         "(default: start a new run)",
     )  # fmt: skip
     p.add_argument(
-        "--plot", type=Path, default=None, help="write training plots (PNG) into this directory (default: none)"
+        "--plot",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="write training plots (PNG) into this directory (default: none)",
     )
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: a bar when stderr is a terminal)"
@@ -223,7 +231,9 @@ def train_main(args: argparse.Namespace) -> int:
     state_path = resume_path(checkpoint)
     _check_outputs(checkpoint, args.plot)
 
-    data = args.data if args.data is not None or state is None else saved_run.get("data") and Path(saved_run["data"])
+    data: Path | None = args.data  # None: the bundled sample
+    if data is None and saved_run.get("data") is not None:
+        data = Path(saved_run["data"])  # a resumed run reads the folder it read
     root, (x_train, y_train), (x_test, y_test) = _load_data(data, args.download)
     if recipe["train_limit"] is not None:
         x_train, y_train = x_train[: recipe["train_limit"]], y_train[: recipe["train_limit"]]
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _train_parser(sub)
     for name, text in (
-        ("conformance", "check refcnn against PyTorch (needs torch)"),
+        ("conformance", "check refcnn's kernels (or yours) against PyTorch (needs torch)"),
         ("parity", "train refcnn and PyTorch side by side on MNIST and compare (needs torch)"),
         ("bench", "time refcnn against PyTorch (needs torch)"),
     ):
