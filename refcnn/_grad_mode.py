@@ -27,11 +27,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _State(threading.local):
-    """Per thread: grad mode on or off, how deep in module calls we are, and the pass count."""
+    """Per thread: grad mode on or off, how deep in module calls we are, the pass count,
+    and the last pass whose backward was refused (its contexts may then be replaced)."""
 
     enabled = True
     depth = 0
     pass_id = 0
+    refused_pass = -1
 
 
 state = _State()

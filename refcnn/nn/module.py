@@ -448,6 +448,8 @@ class Module:
             object.__setattr__(self, "_ctx", _Pending(_grad.pass_id, ctx))
         elif pending.pass_id == _grad.pass_id:  # used again in the same pass: a shared layer
             pending.contexts.append(ctx)
+        elif pending.pass_id == _grad.refused_pass:  # a pass whose backward was refused: replace it
+            object.__setattr__(self, "_ctx", _Pending(_grad.pass_id, ctx))
         else:  # an earlier pass still waits for its backward: drop it, and refuse the next backward
             pending.dropped += len(pending.contexts)
             pending.contexts = [ctx]
@@ -464,6 +466,7 @@ class Module:
             if not pending.dropped:
                 return pending.contexts[-1]
             object.__setattr__(self, "_ctx", None)
+            _grad.refused_pass = pending.pass_id  # the other layers of this pass: replaced by the next
             raise RuntimeError(
                 f"{name}.backward: {name} ran forward in a new call before the backward of its previous forward, "
                 "so this backward could silently mix two batches; run forwards whose backward will not come "
