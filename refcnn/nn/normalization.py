@@ -79,6 +79,13 @@ class _BatchNorm(_Normalization):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    def _fill_missing_state(self, given: dict[str, np.ndarray], prefix: str, version: int | None) -> None:
+        # As torch's _NormBase._load_from_state_dict: a checkpoint without num_batches_tracked
+        # (saved before torch added it, version < 2, or a plain dict) keeps the current count.
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and self.track_running_stats and key not in given:
+            given[key] = self.num_batches_tracked
+
     def reset_running_stats(self) -> None:
         """running_mean = 0, running_var = 1, num_batches_tracked = 0 (in place)."""
         if self.track_running_stats:
