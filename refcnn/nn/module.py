@@ -437,23 +437,25 @@ class Module:
 
     def _save_for_backward(self, ctx: Any) -> None:
         """Keep ``ctx`` for this forward's backward; under no_grad keep nothing."""
-        pending = self.__dict__["_ctx"]
-        if not _grad.enabled:
+        state, d = _grad, self.__dict__
+        pending = d["_ctx"]
+        if not state.enabled:
             if pending is None:
-                object.__setattr__(self, "_ctx", _NO_GRAD)
+                d["_ctx"] = _NO_GRAD
             return
-        if not _grad.depth:  # forward called directly, not through __call__: a pass of its own
-            _grad.pass_id += 1
+        if not state.depth:  # forward called directly, not through __call__: a pass of its own
+            state.pass_id += 1
+        pass_id = state.pass_id
         if not isinstance(pending, _Pending):
-            object.__setattr__(self, "_ctx", _Pending(_grad.pass_id, ctx))
-        elif pending.pass_id == _grad.pass_id:  # used again in the same pass: a shared layer
+            d["_ctx"] = _Pending(pass_id, ctx)
+        elif pending.pass_id == pass_id:  # used again in the same pass: a shared layer
             pending.contexts.append(ctx)
-        elif pending.pass_id == _grad.refused_pass:  # a pass whose backward was refused: replace it
-            object.__setattr__(self, "_ctx", _Pending(_grad.pass_id, ctx))
+        elif pending.pass_id == state.refused_pass:  # a pass whose backward was refused: replace it
+            d["_ctx"] = _Pending(pass_id, ctx)
         else:  # an earlier pass still waits for its backward: drop it, and refuse the next backward
             pending.dropped += len(pending.contexts)
             pending.contexts = [ctx]
-            pending.pass_id = _grad.pass_id
+            pending.pass_id = pass_id
 
     def _peek_ctx(self) -> Any:
         """The context the next backward uses (without using it up), or the error saying
@@ -488,10 +490,10 @@ class Module:
         return ctx
 
     def _pop_ctx(self) -> None:
-        pending = self.__dict__["_ctx"]
-        pending.contexts.pop()
-        if not pending.contexts:
-            object.__setattr__(self, "_ctx", None)
+        contexts = self.__dict__["_ctx"].contexts
+        contexts.pop()
+        if not contexts:
+            self.__dict__["_ctx"] = None
 
     # ---- printing --------------------------------------------------------------------
     def extra_repr(self) -> str:
