@@ -409,7 +409,7 @@ class Module:
             f"{type(self).__name__} does not define backward: refcnn has no autograd, so a Module with its own "
             "forward needs `def backward(self, grad_output)` that calls the backward of each child its forward "
             "called, in the reverse order, passing each the gradient of that child's output, and returns "
-            "dL/dinput (the first child's result)"
+            "dL/dinput (summed over every path the input took)"
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
