@@ -370,8 +370,9 @@ def test_unbatched_input():
 @pytest.mark.parametrize(
     "x, error, message",
     [
-        (np.ones((1, 3, 5, 5), np.float32), ValueError, "Conv2d expected input of shape (N, 2, H, W) or (2, H, W), got (1, 3, 5, 5)"),
-        (np.ones((3, 5, 5), np.float32), ValueError, "Conv2d expected input of shape (N, 2, H, W) or (2, H, W), got (3, 5, 5)"),
+        # PyTorch's words for a wrong channel count
+        (np.ones((1, 3, 5, 5), np.float32), ValueError, "Conv2d: given groups=1, weight of size [3, 2, 3, 3], expected input[1, 3, 5, 5] to have 2 channels, but got 3 channels instead"),
+        (np.ones((3, 5, 5), np.float32), ValueError, "Conv2d: given groups=1, weight of size [3, 2, 3, 3], expected input[3, 5, 5] to have 2 channels, but got 3 channels instead"),
         (np.ones((1, 2, 5, 5)), TypeError, "Conv2d holds float32 parameters but got a float64 input"),
         (np.ones((1, 2, 5, 5), np.int64), TypeError, "Conv2d expected a float32 or float64 input, got dtype int64"),
         (np.ones((5, 5), np.float32), ValueError, "Conv2d expected input of shape (N, 2, H, W) or (2, H, W), got (5, 5)"),

@@ -364,7 +364,8 @@ def test_unbatched_input():
 @pytest.mark.parametrize(
     "x, error, message",
     [
-        (np.ones((1, 3, 5, 5), np.float32), ValueError, "ConvTranspose2d expected input of shape (N, 2, H, W) or (2, H, W), got (1, 3, 5, 5)"),
+        # PyTorch's words for a wrong channel count
+        (np.ones((1, 3, 5, 5), np.float32), ValueError, "ConvTranspose2d: given transposed=1, weight of size [2, 3, 3, 3], expected input[1, 3, 5, 5] to have 2 channels, but got 3 channels instead"),
         (np.ones((1, 2, 5, 5)), TypeError, "ConvTranspose2d holds float32 parameters but got a float64 input"),
         (np.ones((1, 2, 5, 5), np.int16), TypeError, "ConvTranspose2d expected a float32 or float64 input, got dtype int16"),
         (np.ones((5, 5), np.float32), ValueError, "ConvTranspose2d expected input of shape (N, 2, H, W) or (2, H, W), got (5, 5)"),

@@ -265,14 +265,16 @@ def batch_norm_reference_forward(
 
 
 @_ieee
-def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> tuple[Any, Any, Any]:
+def batch_norm_reference_backward(
+    grad_y: np.ndarray, ctx: BatchNormRefCtx, *, needs_input_grad: bool = True
+) -> tuple[Any, Any, Any]:
     xc, rstd, weight = ctx.xc, ctx.rstd, ctx.weight
     C = xc.shape[1]
     gx = np.zeros_like(xc)
     gw = None if weight is None else np.zeros_like(weight)
     gb = np.zeros_like(rstd) if ctx.has_bias else None
     if xc.size == 0:
-        return gx, gw, gb
+        return gx if needs_input_grad else None, gw, gb
     for c in range(C):
         g = grad_y[:, c]
         d = xc[:, c]
@@ -289,7 +291,7 @@ def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> t
             gx[:, c] = dxhat * r + dvar * 2 * d / M + dmu / M
         else:
             gx[:, c] = dxhat * r
-    return gx, gw, gb
+    return gx if needs_input_grad else None, gw, gb
 
 
 # ---- batch_norm: fast -----------------------------------------------------------------------
@@ -356,12 +358,18 @@ def batch_norm_fast_forward(
 
 
 @_ieee
-def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any, Any, Any]:
+def batch_norm_fast_backward(
+    grad_y: np.ndarray, ctx: BatchNormCtx, *, needs_input_grad: bool = True
+) -> tuple[Any, Any, Any]:
     xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
     N, C, L = xhat.shape
     g3 = grad_y.reshape(N, C, L)
     sum_g = np.einsum("ncl->c", g3)
     sum_gxhat = np.einsum("ncl,ncl->c", g3, xhat)
+    gw = None if weight is None else sum_gxhat
+    gb = sum_g if ctx.has_bias else None
+    if not needs_input_grad:
+        return None, gw, gb
     scale = rstd if weight is None else weight * rstd
     if ctx.batch_stats and xhat.size:
         M = N * L
@@ -371,8 +379,6 @@ def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any
         gx *= scale[:, None]
     else:
         gx = g3 * scale[:, None]
-    gw = None if weight is None else sum_gxhat
-    gb = sum_g if ctx.has_bias else None
     return gx.reshape(ctx.x_shape), gw, gb
 
 
@@ -402,17 +408,19 @@ def _normalise(x_sets: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_ieee
-def _norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
+def _norm_backward(grad_y: np.ndarray, ctx: NormCtx, needs_input_grad: bool) -> tuple[Any, Any, Any]:
     xhat = ctx.xhat.reshape(ctx.x_shape)
-    gh = grad_y if ctx.weight is None else grad_y * ctx.weight
-    gh_sets = gh.reshape(ctx.xhat.shape)
-    M = ctx.xhat.shape[-1]
-    if M == 0:
-        gx = np.zeros(ctx.x_shape, grad_y.dtype)
-    else:
-        sum_gh = gh_sets.sum(axis=-1, keepdims=True)
-        sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
-        gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
+    gx = None
+    if needs_input_grad:
+        gh = grad_y if ctx.weight is None else grad_y * ctx.weight
+        gh_sets = gh.reshape(ctx.xhat.shape)
+        M = ctx.xhat.shape[-1]
+        if M == 0:
+            gx = np.zeros(ctx.x_shape, grad_y.dtype)
+        else:
+            sum_gh = gh_sets.sum(axis=-1, keepdims=True)
+            sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
+            gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
     gw = None if ctx.weight is None else (grad_y * xhat).sum(axis=ctx.param_axes).reshape(ctx.param_shape)
     gb = grad_y.sum(axis=ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
     return gx, gw, gb
@@ -445,8 +453,8 @@ def group_norm_forward(
     return y, NormCtx(xhat_sets, rstd, w, axes, (C,), bias is not None, x.shape)
 
 
-def group_norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
-    return _norm_backward(grad_y, ctx)
+def group_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
+    return _norm_backward(grad_y, ctx, needs_input_grad)
 
 
 @_ieee
@@ -476,8 +484,8 @@ def layer_norm_forward(
     return y, NormCtx(xhat_sets, rstd, weight, axes, tuple(normalized_shape), bias is not None, x.shape)
 
 
-def layer_norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
-    return _norm_backward(grad_y, ctx)
+def layer_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
+    return _norm_backward(grad_y, ctx, needs_input_grad)
 
 
 registry.set_validator("batch_norm", validate_batch_norm)
