@@ -72,6 +72,7 @@ from ._commands import (
     positive,
     read_mnist,
 )
+from ._grad_mode import no_grad
 from ._random import default_generator, manual_seed
 from .data import batches, sample_dir
 from .train import evaluate
@@ -136,11 +137,11 @@ def forward_reductions(model: nn.Module, x: np.ndarray, num_classes: int = 10) -
             object.__setattr__(m, "forward", recorder)
             patched.append(m)
     try:
-        model(x)
+        with no_grad():  # a probe: nothing is kept for a backward
+            model(x)
     finally:
         for m in patched:
             del m.__dict__["forward"]
-            object.__setattr__(m, "_ctx", None)
         model.load_state_dict(saved)
     out: dict[str, int] = {}
     for name, m in model.named_modules():

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import nn
+from ._grad_mode import no_grad
 from ._random import default_generator
 from .data import batches
 from .nn.module import backward_params
@@ -56,15 +57,17 @@ def train_step(
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and predictions on (x, y) in eval mode (the mode is restored)."""
+    """Mean cross-entropy, accuracy and predictions on (x, y) in eval mode (the mode is restored),
+    under ``no_grad``: the forwards keep nothing for a backward that will not come."""
     was_training = model.training
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     total, preds = 0.0, []
-    for xb, yb in batches(x, y, batch_size):
-        logits = model(xb)
-        total += float(criterion(logits, yb))
-        preds.append(logits.argmax(axis=1))
+    with no_grad():
+        for xb, yb in batches(x, y, batch_size):
+            logits = model(xb)
+            total += float(criterion(logits, yb))
+            preds.append(logits.argmax(axis=1))
     model.train(was_training)
     predictions = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
     return total / max(len(y), 1), float((predictions == y).mean()) if len(y) else float("nan"), predictions

@@ -437,8 +437,8 @@ def test_readme_custom_module_backward_matches_finite_differences():
     block = ResidualBlock(2)
     x, gy = rand(2, 2, 5, 4), rand(2, 2, 5, 4, seed=1)
     y = block(x)
-    np.testing.assert_array_equal(y, F.relu(block.conv2(F.relu(block.conv1(x))) + x))
-    block(x)
+    with refcnn.no_grad():  # the layers called one by one, without replacing y's contexts
+        np.testing.assert_array_equal(y, F.relu(block.conv2(F.relu(block.conv1(x))) + x))
     gx = block.backward(gy)
     testing.assert_gradient(lambda: float((block(x) * gy).sum()), x, gx, "ResidualBlock dL/dx")
     block.zero_grad()
