@@ -109,10 +109,16 @@ def set_validator(op: str, validator: Validator) -> None:
     _validators[op] = validator
 
 
-def register(op: str, impl: str, forward: Forward, backward: Backward) -> None:
-    """Add (or replace) implementation ``impl`` of ``op``."""
+def register(op: str, impl: str, forward: Forward, backward: Backward, *, replace: bool = False) -> None:
+    """Add implementation ``impl`` of ``op``. A name already taken (``fast``, ``reference``) is
+    an error unless ``replace=True`` says to replace that implementation."""
     if not callable(forward) or not callable(backward):
         raise TypeError(f"register({op!r}, {impl!r}): forward and backward must be callable")
+    if impl in _impls.get(op, {}) and not replace:
+        raise ValueError(
+            f"register({op!r}, {impl!r}): {op} already has an implementation named {impl!r}; "
+            "choose another name, or pass replace=True to replace it"
+        )
     _impls.setdefault(op, {})[impl] = (forward, backward)
 
 
