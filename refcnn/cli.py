@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,conformance,parity,bench}")
     _train_parser(sub)
     for name, text in (
-        ("conformance", "check refcnn against PyTorch (needs torch; run from the repository root)"),
+        ("conformance", "check refcnn's kernels, or yours, against PyTorch (needs torch)"),
         ("parity", "train refcnn and PyTorch side by side on MNIST and compare (needs torch)"),
         ("bench", "time refcnn against PyTorch (needs torch)"),
     ):
@@ -117,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return train_main(args)
     if args.command == "conformance":
         try:
-            from conformance.runner import main as conformance_main
+            from .conformance.runner import main as conformance_main
         except ImportError as exc:
             print(
-                f"the conformance suite lives in the repository's conformance/ folder: run this from the "
-                f"repository root, with torch installed (pip install -e .[conformance]); import failed: {exc}",
+                f"python -m refcnn conformance: the suite needs torch and hypothesis, which do not import here "
+                f"({exc}); install them with: pip install 'refcnn[conformance]'",
                 file=sys.stderr,
             )
             return 2
