@@ -247,22 +247,22 @@ _SUITE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def crash_text(impl: str, stage: str, exc: BaseException) -> str:
     """``impl``'s forward/backward raised (or returned something unusable): the exception and
-    the last frames of its traceback outside the suite."""
+    the last frames of its traceback below the registry's call into the implementation."""
     from refcnn.kernels import registry
 
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not os.path.abspath(f.filename).startswith(_SUITE_DIR + os.sep)
-    ]
-    in_registry = bool(frames) and os.path.abspath(frames[-1].filename) == os.path.abspath(registry.__file__)
-    if in_registry:  # the wrapper could not use what the implementation returned
+    frames = traceback.extract_tb(exc.__traceback__)
+    wrapper = os.path.abspath(registry.__file__)
+    calls = [i for i, f in enumerate(frames) if os.path.abspath(f.filename) == wrapper]
+    if calls:
+        mine = frames[calls[-1] + 1 :]
+    else:
+        mine = [f for f in frames if not os.path.abspath(f.filename).startswith(_SUITE_DIR + os.sep)]
+    if calls and not mine:  # the registry could not use what the implementation returned
         shape = "(y, ctx)" if stage == "forward" else "a tuple of gradients (x first, then each parameter)"
         head = f"{impl}'s {stage} must return {shape}; what it returned failed with {type(exc).__name__}: {exc}"
     else:
         head = f"{impl}'s {stage} crashed: {type(exc).__name__}: {exc}"
-    mine = [f for f in frames if os.path.abspath(f.filename) != os.path.abspath(registry.__file__)][-3:]
-    where = "".join(f"\n    {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in mine)
+    where = "".join(f"\n    {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in mine[-3:])
     return head + where
 
 

@@ -97,6 +97,8 @@ def load_plugin(ref: str) -> list[tuple[str, str]]:
     known = specs.op_specs()
     unknown = sorted({op for op, _ in added if op not in known})
     if unknown:
+        for op, i in added:  # leave the registry as it was
+            kernels.unregister(op, i)
         raise UserError(
             f"plugin {ref} registers {', '.join(unknown)}, which refcnn has no such op; ops it can check: "
             f"{', '.join(sorted(known))}"
@@ -114,6 +116,39 @@ def load_plugin(ref: str) -> list[tuple[str, str]]:
 
 PLUGINS: list[str] = []  # plugins loaded in this process, as absolute references (repro snippets load them)
 REGISTERED: list[tuple[str, str]] = []  # (op, impl) pairs the plugins registered
+
+
+def check_layers(pairs: list[tuple[str, str]]) -> None:
+    """Run each plugin implementation's forward on the first pinned case it covers: a layer
+    class whose ``make`` breaks the protocol (returns None or an object without forward and
+    backward) stops the run with one line (:class:`UserError`) instead of a report of crashes.
+    Everything else it does wrong is found, and reported, by the checks themselves."""
+    import numpy as np
+    import torch
+
+    from refcnn import kernels
+
+    from . import core, specs
+
+    for op, impl in pairs:
+        spec = specs.op_specs().get(op)
+        for case in getattr(spec, "examples", []):
+            built = spec.build(case)  # type: ignore[union-attr]
+            arrays = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+                      for k, v in built.arrays.items()}  # fmt: skip
+            try:
+                with torch.no_grad():
+                    built.torch_fn(**core.to_torch(arrays))
+            except Exception:
+                continue  # PyTorch rejects this case: it says nothing about the layer
+            try:
+                kernels.get(op, impl).forward(*arrays.values(), **built.config)
+            except NotImplementedError:
+                continue
+            except Exception as exc:
+                if type(exc).__name__ == "LayerProtocolError":
+                    raise UserError(f"{impl} ({op}): {exc}") from None
+            break
 
 
 def _last_frame(exc: BaseException) -> str:
@@ -170,7 +205,7 @@ def run_task(
 
     spec = specs.get(spec_name)
     n = budget(spec, profile, max_examples)
-    rec = core.Recorder(spec.name, dtype, fd_budget=FD_BUDGET[profile])
+    rec = core.Recorder(spec.name, dtype, fd_budget=math.ceil(FD_BUDGET[profile] / shard[1]))  # shared by shards
     cov = Coverage()
     start = time.perf_counter()
     k, of = shard

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from .engine import REGISTERED, TaskResult, UserError, load_plugin, run_task
+from .engine import REGISTERED, TaskResult, UserError, check_layers, load_plugin, run_task
 
 ITEMS_FILE = "check_kernels.py"  # the (empty) file the items hang from
 _results: dict[tuple[Any, ...], TaskResult] = {}
@@ -52,7 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): items checked on one xdist worker")
     try:
         for ref in config.getoption("refcnn_plugin"):
-            load_plugin(ref)
+            added = load_plugin(ref)
+            if not os.environ.get("PYTEST_XDIST_WORKER"):
+                check_layers(added)
     except UserError as exc:
         raise pytest.UsageError(f"refcnn conformance: {exc}") from None
     if getattr(config.option, "dist", "no") == "load":

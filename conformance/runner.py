@@ -18,7 +18,17 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
-from .engine import PROFILES, OneLineParser, TaskResult, UserError, load_plugin, plugin_ref, run_task_safe, worker_init
+from .engine import (
+    PROFILES,
+    OneLineParser,
+    TaskResult,
+    UserError,
+    check_layers,
+    load_plugin,
+    plugin_ref,
+    run_task_safe,
+    worker_init,
+)
 
 PROG = "python -m refcnn conformance"
 
@@ -180,7 +190,7 @@ def _main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     plugins = [plugin_ref(p) for p in args.plugin]
     for ref in plugins:
-        load_plugin(ref)
+        check_layers(load_plugin(ref))
 
     from . import mutants, specs, tolerance
     from .report import Coverage, Outcome, add_cases, print_summary, write
