@@ -7,8 +7,8 @@ Item ids read like ``conv2d-mine-float32-grad_input``, so ``-k grad_input`` or `
 float64"`` select checks and ``-x`` stops at the first failure. The cases of one (op,
 implementation, dtype) are drawn and checked once per process, the first time one of its items
 runs; every item then reports its own check, with the message and repro the command line gives.
-Under pytest-xdist (``-n auto``) the items of one (op, implementation, dtype) go to the same
-worker (``--dist loadgroup``), so no case is checked twice.
+The items of one (op, implementation, dtype) hang from one collector, and under pytest-xdist
+(``-n auto``) go to one worker (``--dist loadscope``), so no case is checked twice.
 
 With ``--refcnn-plugin`` and no ``--refcnn-impl`` the plugin's implementations are checked;
 without a plugin, refcnn's own kernels. conftest.py (next to this file) hands pytest these hooks.
@@ -49,7 +49,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "xdist_group(name): items checked on one xdist worker")
     try:
         for ref in config.getoption("refcnn_plugin"):
             added = load_plugin(ref)
@@ -58,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except UserError as exc:
         raise pytest.UsageError(f"refcnn conformance: {exc}") from None
     if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"  # one (op, impl, dtype) per worker: its cases are checked once
+        config.option.dist = "loadscope"  # one (op, impl, dtype) per worker: its cases are checked once
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -84,12 +83,25 @@ class KernelChecks(pytest.File):
             if spec.kind != "op":
                 continue
             for impl in names:
-                for check in ["rejects", *spec.checks(dtype)]:
-                    item = CheckItem.from_parent(
-                        self, name=f"{name}-{impl}-{dtype}-{check}", op=name, impl=impl, dtype=dtype, check=check
-                    )
-                    item.add_marker(pytest.mark.xdist_group(f"{name}-{impl}-{dtype}"))
-                    yield item
+                checks = ["rejects", *spec.checks(dtype)]
+                yield CheckGroup.from_parent(
+                    self, name=f"{name}-{impl}-{dtype}", op=name, impl=impl, dtype=dtype, checks=checks
+                )
+
+
+class CheckGroup(pytest.Collector):
+    """The checks of one (op, implementation, dtype): one xdist scope, so its cases are drawn
+    and checked once."""
+
+    def __init__(self, *, op: str, impl: str, dtype: str, checks: list[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.op, self.impl, self.dtype, self.checks = op, impl, dtype, checks
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for check in self.checks:
+            yield CheckItem.from_parent(
+                self, name=f"{self.name}-{check}", op=self.op, impl=self.impl, dtype=self.dtype, check=check
+            )
 
 
 class CheckFailed(Exception):
