@@ -250,6 +250,8 @@ def crash_text(impl: str, stage: str, exc: BaseException) -> str:
     the last frames of its traceback below the registry's call into the implementation."""
     from refcnn.kernels import registry
 
+    if type(exc).__name__ == "LayerProtocolError":  # a layer class broke the protocol: its message says how
+        return f"{impl}'s {stage}: {exc}"
     frames = traceback.extract_tb(exc.__traceback__)
     wrapper = os.path.abspath(registry.__file__)
     calls = [i for i, f in enumerate(frames) if os.path.abspath(f.filename) == wrapper]

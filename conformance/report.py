@@ -231,6 +231,8 @@ def _cfg(c: dict[str, Any] | None) -> str:
 
 
 def _counts_line(impl: str, c: dict[str, int]) -> str:
+    if impl == "default":  # what has no implementations to choose from
+        impl = "modules, optimizers, schedulers, data"
     total = sum(c.values())
     pct = f" ({100 * c['unsupported'] / total:.0f}%)" if total and c["unsupported"] else ""
     return f"{impl}: {c['checked']} configurations checked, {c['unsupported']} unsupported{pct}, {c['failed']} failed"
@@ -345,7 +347,10 @@ def print_summary(outcome: Outcome, jpath: str, mpath: str) -> None:
     """The console's account: each failure with its repro, then per implementation how many
     configurations were checked, unsupported and failed, then the verdict."""
     bad = [t for t in outcome.tallies if not t.passed and not (t.skipped and t.skipped == t.configs)]
+    unchecked = [t for t in bad if not t.failed]
     for t in bad:
+        if not t.failed:
+            continue
         print(
             f"FAILED {t.op} {t.impl} {t.dtype} {t.check}: {t.failed} failed, {t.unsupported} unsupported "
             f"of {t.configs} configurations"
@@ -359,9 +364,12 @@ def print_summary(outcome: Outcome, jpath: str, mpath: str) -> None:
             print(f"MUTANT NOT CAUGHT: {m['name']} ({m['op']}): {m['description']}")
     for p in outcome.meta_problems:
         print(f"PROBLEM: {p}")
-    for t in outcome.tallies:
-        if t.note:
-            print(f"note: {t.op} {t.impl} {t.dtype} {t.check}: {t.note}")
+    for key, rows in itertools.groupby(unchecked, key=lambda t: (t.op, t.impl, t.dtype)):
+        print(f"NOT CHECKED {' '.join(key)}: {', '.join(t.check for t in rows)} (no configuration got that far)")
+    short = [t for t in outcome.tallies if t.note]
+    for key, rows in itertools.groupby(short, key=lambda t: (t.op, t.impl, t.dtype)):
+        group = list(rows)
+        print(f"few configurations: {' '.join(key)}: {group[0].note} ({', '.join(t.check for t in group)})")
     for impl, c in sorted(outcome.cases.items()):
         print(f"  {_counts_line(impl, c)}")
     worst = max((t.worst_ratio for t in outcome.tallies if t.passed), default=0.0)

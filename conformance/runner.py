@@ -186,8 +186,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _writable(report_dir: str) -> None:
+    """Fail before the run, not after it, when the report cannot be written."""
+    try:
+        os.makedirs(report_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the report folder {report_dir}: {exc.strerror}; give another --report-dir"
+        ) from None
+    if not os.access(report_dir, os.W_OK):
+        raise UserError(f"the report folder {report_dir} is not writable; give another --report-dir")
+
+
 def _main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    _writable(args.report_dir)
     plugins = [plugin_ref(p) for p in args.plugin]
     for ref in plugins:
         check_layers(load_plugin(ref))

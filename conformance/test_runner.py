@@ -62,13 +62,14 @@ BAD = {
     "unknown-op-option": (None, ["--op", "conv3d"], "no op or spec named conv3d"),
     "shard-3-of-2": (None, ["--shard", "3/2"], "--shard 3/2: K must be between 1 and N"),
     "shard-not-k-n": (None, ["--shard", "half"], "--shard takes K/N"),
+    "report-dir-is-a-file": (None, ["--report-dir", __file__], "cannot create the report folder"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
     body, extra, message = BAD[case]
-    argv = ["--report-dir", str(tmp_path / "r"), "--jobs", "1", *extra]
+    argv = ["--report-dir", str(tmp_path / "r"), "--jobs", "1", *extra]  # a later --report-dir wins
     if body is not None:
         argv += ["--plugin", _plugin(tmp_path, body, f"{case}.py")]
     before = kernels.ops()
@@ -269,3 +270,23 @@ def test_plugins_are_remembered_as_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert engine.plugin_ref("mine.py") == str(tmp_path / "mine.py")
     assert engine.plugin_ref("mypackage.kernels") == "mypackage.kernels"
+
+
+@pytest.mark.parametrize(
+    "make", ["lambda config: None", "lambda config: 42"], ids=["make-returns-None", "make-returns-wrong-type"]
+)
+def test_a_layer_whose_make_breaks_the_protocol_is_one_line_and_exit_2(make, tmp_path, capsys):
+    pytest.importorskip("refcnn.conformance.layers", reason="register_layer (conformance/layers.py) is not here")
+    body = f"""
+        from refcnn.conformance import register_layer
+        register_layer("linear", "t_layer", {make}, params={{"weight": "W", "bias": "b"}},
+                       grads={{"weight": "dW", "bias": "db"}})
+    """
+    try:
+        code = runner.main(["--plugin", _plugin(tmp_path, body), "--jobs", "1", "--report-dir", str(tmp_path / "r")])
+    finally:
+        if "t_layer" in kernels.available("linear"):
+            kernels.unregister("linear", "t_layer")
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "t_layer (linear):" in err and "(config)" in err and "returned" in err

@@ -162,6 +162,19 @@ class OpSpec(Spec):
         # PyTorch accepts with a warning that the result is likely wrong or the input
         # deprecated (a mis-shaped loss target it broadcasts): refcnn may reject it instead
         torch_warning = next((str(w.message) for w in caught if issubclass(w.category, UserWarning)), "")
+        # each implementation's forward first: a case every implementation declines costs no reference
+        attempts = {}
+        for impl in impls:
+            kernel = kernels.get(self.op, impl)
+            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+            try:
+                attempts[impl] = (kernel, fresh, self.call(kernel, fresh, built), None)
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["rejects", *self.checks(dtype)], f"NotImplementedError: {exc}")
+            except Exception as exc:
+                attempts[impl] = (kernel, fresh, None, exc)
+        if not attempts:
+            return
         diff = [k for k in self.grads if upcast.get(k) is not None]
         if self.skip_gradients(built, upcast):
             diff = []
@@ -183,8 +196,8 @@ class OpSpec(Spec):
         for check_name, terms in self.extra_terms(built, upcast, g).items():
             target = ref.forward if check_name == "forward" else ref.grads[check_name]
             target.S = np.asarray(target.S) + terms
-        for impl in impls:
-            self.check_impl(case, built, dtype, impl, inputs, upcast, diff, g_dt, g, ref, torch_warning, rec)
+        for impl, attempt in attempts.items():
+            self.check_impl(case, built, dtype, impl, attempt, inputs, upcast, diff, g_dt, g, ref, torch_warning, rec)
 
     def check_impl(
         self,
@@ -192,6 +205,7 @@ class OpSpec(Spec):
         built: Built,
         dtype: str,
         impl: str,
+        attempt: tuple[kernels.Kernel, dict[str, Any], Any, BaseException | None],
         inputs: dict[str, Any],
         upcast: dict[str, Any],
         diff: list[str],
@@ -201,19 +215,15 @@ class OpSpec(Spec):
         torch_warning: str,
         rec: core.Recorder,
     ) -> None:
-        """Every check of one implementation on one case PyTorch accepts. A NotImplementedError
+        """Every check of one implementation on one case PyTorch accepts, after its forward
+        (``attempt``: the kernel, the inputs it got, (y, ctx) or the exception; ``inputs`` as they
+        were before it, for the adjoint and finite differences). A NotImplementedError
         anywhere is the implementation declining (unsupported); any other exception from inside
         it is its crash; once the forward failed, its gradients are not checked (one failure,
         one message)."""
-        kernel = kernels.get(self.op, impl)
-        fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+        kernel, fresh, result, exc = attempt
         grad_checks = [grad_check(k, i) for i, k in enumerate(self.grads)]
-        try:
-            y, ctx = self.call(kernel, fresh, built)
-        except NotImplementedError as exc:
-            rec.unsupported(impl, ["rejects", *self.checks(dtype)], f"NotImplementedError: {exc}")
-            return
-        except Exception as exc:
+        if exc is not None:
             if not core.rejected_by_validator(exc, self.op):
                 rec.ok(impl, "rejects")
                 rec.crash(impl, "forward", "forward", exc)
@@ -224,6 +234,7 @@ class OpSpec(Spec):
             else:
                 rec.fail(impl, "rejects", f"refcnn's {self.op} rejected a configuration PyTorch accepts: {what}")
             return
+        y, ctx = result
         rec.ok(impl, "rejects")
         if not rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward"):
             return
