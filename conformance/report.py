@@ -434,8 +434,9 @@ def merge_main(argv: list[str]) -> int:
         prog="python -m refcnn conformance merge",
         description="Join the reports of the shards of one run (--shard K/N) into one report.",
     )
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="report folders of the shards")
-    p.add_argument("--report-dir", default="conformance-report", help="where the merged report is written")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="the report folders of the shards")
+    p.add_argument("--report-dir", default="conformance-report", metavar="DIR",
+                   help="where the merged report is written (default: conformance-report)")  # fmt: skip
     args = p.parse_args(argv)
     outcomes = []
     for d in args.dirs:

@@ -1,7 +1,7 @@
 """``python -m refcnn conformance``: check every implementation against PyTorch on cases drawn
 by hypothesis, in float32 and float64, then the mutants and the meta-check, and write
 DIR/conformance.json and DIR/conformance.md. ``python -m refcnn conformance merge DIR...``
-joins the reports of a sharded run into one.
+joins the reports of a sharded run into one (report.py).
 
 Tasks (one per spec and dtype) run in worker processes (``--jobs``, default: every core);
 see engine.py for how a task draws its cases.
@@ -105,31 +105,44 @@ def _non_negative(text: str) -> int:
     return v
 
 
+DESCRIPTION = (
+    "Check refcnn's kernels, modules, optimizers and schedulers, and implementations you register in a "
+    "plugin, against PyTorch on cases drawn by hypothesis, in float32 and float64; write "
+    "conformance.json and conformance.md. Exit status: 0 all passed, 1 something failed, 2 bad input."
+)
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(
         prog=PROG,
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog=f"{PROG} merge DIR... [--report-dir DIR] joins the reports of a sharded run.",
+        description=DESCRIPTION,
+        epilog=f"{PROG} merge DIR... [--report-dir DIR] joins the reports of the shards of one run.",
     )
     p.add_argument("--profile", choices=sorted(PROFILES), default="ci",
-                   help="ci: the same cases every run, minutes; thorough: 20x as many, drawn from --seed")  # fmt: skip
+                   help="ci: the same cases every run, minutes; thorough: 20x as many, drawn from --seed "
+                        "(default: ci)")  # fmt: skip
     p.add_argument("--op", action="append", default=[],
-                   help="only this op or spec (repeatable): conv2d, max_pool2d, nn.Conv2d, optim.SGD, ...")  # fmt: skip
+                   help="only this op or spec, repeatable: conv2d, max_pool2d, nn.Conv2d, optim.SGD, ... "
+                        "(default: every one)")  # fmt: skip
     p.add_argument("--impl", action="append", default=[],
-                   help="only this implementation (repeatable): fast, reference, or one a plugin registers")  # fmt: skip
-    p.add_argument("--plugin", action="append", default=[],
-                   help="a .py file or module name imported first; the implementations it registers are checked")  # fmt: skip
-    p.add_argument("--report-dir", default="conformance-report", help="where conformance.json and .md are written")
+                   help="only this implementation, repeatable: fast, reference, or one a plugin registers "
+                        "(default: every one)")  # fmt: skip
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="a .py file or module imported first; the implementations it registers are checked too "
+                        "(repeatable)")  # fmt: skip
+    p.add_argument("--report-dir", default="conformance-report", metavar="DIR",
+                   help="where conformance.json and conformance.md are written (default: conformance-report)")  # fmt: skip
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N",
-                   help="check only the K-th of N deterministic shares of the cases (merge the N reports after)")  # fmt: skip
-    p.add_argument("--seed", type=_non_negative, default=0, help="hypothesis seed of the thorough profile")
-    p.add_argument("--jobs", type=_non_negative, default=0, help="worker processes (0: every core)")
-    p.add_argument("--examples", type=_positive, default=None,
-                   help="cases per (op, dtype) instead of the profile's number (a quick look)")  # fmt: skip
+                   help="check only the K-th of N deterministic shares of the cases, then merge the N reports "
+                        "(default: 1/1, everything)")  # fmt: skip
+    p.add_argument("--seed", type=_non_negative, default=0, help="hypothesis seed of the thorough profile (default: 0)")
+    p.add_argument("--jobs", type=_non_negative, default=0, help="worker processes (default: 0, every core)")
+    p.add_argument("--examples", type=_positive, default=None, metavar="N",
+                   help="cases per op and dtype instead of the profile's number, for a quick look "
+                        "(default: the profile's)")  # fmt: skip
     p.add_argument("--mutants", choices=["auto", "yes", "no"], default="auto",
-                   help="check that the suite catches its deliberately broken kernels (auto: when the run is not "
-                        "narrowed by --op, --impl or --plugin)")  # fmt: skip
+                   help="check that the suite catches its deliberately broken kernels (default: auto, when no "
+                        "--op, --impl or --plugin narrows the run)")  # fmt: skip
     return p.parse_args(argv)
 
 
