@@ -210,10 +210,8 @@ class Recorder:
             detail = res.describe()
             if res.shape_ok and res.finite_ok and res.worst_index is not None:
                 i = res.worst_index
-                at = tuple(int(j) for j in i) if isinstance(i, tuple) else i
                 detail += (
-                    f" at index {at}: {impl} {num(np.asarray(actual, dtype=np.float64)[i])}, "
-                    f"PyTorch {num(np.asarray(expected)[i])}"
+                    f": {impl} {num(np.asarray(actual, dtype=np.float64)[i])}, PyTorch {num(np.asarray(expected)[i])}"
                 )
             elif not res.shape_ok:
                 detail = f"{impl} gave shape {np.shape(actual)}, expected {np.shape(expected)}"

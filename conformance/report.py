@@ -348,6 +348,7 @@ def print_summary(outcome: Outcome, jpath: str, mpath: str) -> None:
     configurations were checked, unsupported and failed, then the verdict."""
     bad = [t for t in outcome.tallies if not t.passed and not (t.skipped and t.skipped == t.configs)]
     unchecked = [t for t in bad if not t.failed]
+    shown: set[str] = set()  # one repro per case: several checks often fail on the same one
     for t in bad:
         if not t.failed:
             continue
@@ -355,10 +356,17 @@ def print_summary(outcome: Outcome, jpath: str, mpath: str) -> None:
             f"FAILED {t.op} {t.impl} {t.dtype} {t.check}: {t.failed} failed, {t.unsupported} unsupported "
             f"of {t.configs} configurations"
         )
-        if t.failure is not None:
-            print(repro_text("op", t.op, t.impl, t.dtype, t.check, t.failure["case"], t.failure["detail"]))
-            if "\n" in t.failure["detail"]:
-                print(t.failure["detail"].split("\n", 1)[1])
+        if t.failure is None:
+            continue
+        text = repro_text("op", t.op, t.impl, t.dtype, t.check, t.failure["case"], t.failure["detail"])
+        key = text.split("\n", 1)[1]
+        if key in shown:
+            print(text.split("\n", 1)[0] + "\n# (the same case as the repro above)")
+        else:
+            shown.add(key)
+            print(text)
+        if "\n" in t.failure["detail"]:
+            print(t.failure["detail"].split("\n", 1)[1])
     for m in outcome.mutants:
         if not m["caught"]:
             print(f"MUTANT NOT CAUGHT: {m['name']} ({m['op']}): {m['description']}")

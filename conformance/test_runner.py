@@ -136,7 +136,7 @@ def test_a_failed_forward_adds_no_gradient_noise(impl):
     rows = {t.check: t for t in res.tallies}
     assert rows["forward"].failed == rows["forward"].configs > 0
     assert all(not t.failed for c, t in rows.items() if c != "forward")
-    assert "at index" in rows["forward"].failure["detail"] and "np.float" not in rows["forward"].failure["detail"]
+    assert "t_off_by_one " in rows["forward"].failure["detail"] and "np.float" not in rows["forward"].failure["detail"]
 
 
 def _backward_declines(g, ctx):
@@ -253,7 +253,7 @@ def test_the_report_starts_with_the_verdict_and_the_failures(tmp_path, capsys):
     for text in (md, out):
         assert "np.float64(" not in text and "DESIGN" not in text and "§" not in text
         assert "refcnn gave" not in text  # the checked implementation is named as such
-    assert re.search(r"at index \(\d+,?\): t_report -?\d[\d.e+-]*, PyTorch -?\d", out), out  # values as numbers
+    assert re.search(r"at \(\d+,?\): t_report -?\d[\d.e+-]*, PyTorch -?\d", out), out  # values as numbers
     npz = sorted((tmp_path / "r").glob("linear-t_report-*-forward.npz"))
     assert npz and set(np.load(npz[0]).files) >= {"x", "weight", "grad_y"}
     # the repro snippet runs from any folder and saves the case's arrays there
