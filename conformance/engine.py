@@ -48,6 +48,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
+def needs_torch() -> None:
+    """The checks need torch and hypothesis: say so in one line when either does not import."""
+    try:
+        import hypothesis  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise UserError(
+            f"the conformance suite needs torch and hypothesis, which do not import here ({exc}); "
+            "install them with: pip install 'refcnn[conformance]'"
+        ) from None
+
+
 # ---- plugins -------------------------------------------------------------------------------
 def plugin_ref(ref: str) -> str:
     """A plugin reference that works from any folder: a file as its absolute path."""

@@ -436,7 +436,7 @@ def merge(outcomes: list[Outcome]) -> Outcome:
 
 
 def merge_main(argv: list[str]) -> int:
-    from .engine import OneLineParser, UserError
+    from .engine import OneLineParser, UserError, needs_torch
 
     p = OneLineParser(
         prog="python -m refcnn conformance merge",
@@ -446,6 +446,7 @@ def merge_main(argv: list[str]) -> int:
     p.add_argument("--report-dir", default="conformance-report", metavar="DIR",
                    help="where the merged report is written (default: conformance-report)")  # fmt: skip
     args = p.parse_args(argv)
+    needs_torch()
     outcomes = []
     for d in args.dirs:
         path = os.path.join(d, "conformance-detail.json")

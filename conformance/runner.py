@@ -25,6 +25,7 @@ from .engine import (
     UserError,
     check_layers,
     load_plugin,
+    needs_torch,
     plugin_ref,
     run_task_safe,
     worker_init,
@@ -213,6 +214,7 @@ def _writable(report_dir: str) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    needs_torch()
     _writable(args.report_dir)
     plugins = [plugin_ref(p) for p in args.plugin]
     for ref in plugins:

@@ -71,6 +71,7 @@ def test_a_bad_plugin_is_a_usage_error(tmp_path):
     assert r.returncode == 4 and "registered no implementation" in r.stderr, r.stdout + r.stderr
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # PyTorch's deprecation notes on drawn inputs
 @pytest.mark.parametrize("name", sorted(specs.op_specs()))
 def test_every_check_a_spec_records_has_an_item(name):
     spec = specs.get(name)
