@@ -30,9 +30,7 @@ PROFILES = {"ci": 250, "thorough": 5000}  # examples per (spec, dtype) before th
 FD_BUDGET = {"ci": 8, "thorough": 80}
 MIN_SUPPORTED = {"ci": 100, "thorough": 1000}  # supported configurations each check should reach
 EXTEND_LIMIT = 20  # at most this many times the profile's cases, when an implementation declines most
-BUDGETED = {
-    "finite_difference": "finite differences run on a fixed budget of cases (they are slow: element by element)"
-}
+BUDGETED = {"finite_difference"}  # checks run on a fixed budget of cases (finite differences: element by element)
 
 _plugins_loaded: list[str] = []
 
