@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _train_parser(sub)
     for name, text in (
-        ("conformance", "check refcnn's kernels (or yours) against PyTorch (needs torch)"),
+        ("conformance", "check refcnn's kernels, or yours, against PyTorch (needs torch)"),
         ("parity", "train refcnn and PyTorch side by side on MNIST and compare (needs torch)"),
         ("bench", "time refcnn against PyTorch (needs torch)"),
     ):
@@ -358,11 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INTERRUPTED
     if args.command == "conformance":
         try:
-            from conformance.runner import main as conformance_main
+            from .conformance.runner import main as conformance_main
         except ImportError as exc:
             print(
-                f"the conformance suite lives in the repository's conformance/ folder: run this from the "
-                f"repository root, with torch installed (pip install -e .[conformance]); import failed: {exc}",
+                f"python -m refcnn conformance: the suite needs torch and hypothesis, which do not import here "
+                f"({exc}); install them with: pip install 'refcnn[conformance]'",
                 file=sys.stderr,
             )
             return 2

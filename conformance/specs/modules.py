@@ -395,7 +395,7 @@ class ModuleSpec(Spec):
         if rm.extra_repr() == tm.extra_repr():
             rec.ok(impl, "extra_repr")
         else:
-            rec.fail(impl, "extra_repr", f"refcnn {rm.extra_repr()!r} != torch {tm.extra_repr()!r}")
+            rec.fail(impl, "extra_repr", f"refcnn {rm.extra_repr()!r}, PyTorch {tm.extra_repr()!r}")
         rsd, tsd = rm.state_dict(), tm.state_dict()
         want = [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in tsd.items()]
         got = [(k, tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in rsd.items()]
@@ -404,8 +404,7 @@ class ModuleSpec(Spec):
         else:
             rec.fail(impl, "state_dict", f"refcnn {got} != torch {want}")
             return
-        if e.init_ctor is not None and not getattr(self, "_init_done", False):
-            self._init_done = True
+        if e.init_ctor is not None and rec.once(("init", impl)):
             self._check_init(rcls, tcls, impl, rec)
         self._check_numbers(case, kw, rm, tm, dt, impl, rec)
 

@@ -117,11 +117,17 @@ def set_validator(op: str, validator: Validator) -> None:
     _validators[op] = validator
 
 
-def register(op: str, impl: str, forward: Forward, backward: Backward) -> None:
-    """Add (or replace) implementation ``impl`` of ``op``. ``backward(grad_y, ctx)`` may
-    take the keyword ``needs_input_grad`` (see the module docstring)."""
+def register(op: str, impl: str, forward: Forward, backward: Backward, *, replace: bool = False) -> None:
+    """Add implementation ``impl`` of ``op``. A name already taken (``fast``, ``reference``) is
+    an error unless ``replace=True`` says to replace that implementation. ``backward(grad_y, ctx)``
+    may take the keyword ``needs_input_grad`` (see the module docstring)."""
     if not callable(forward) or not callable(backward):
         raise TypeError(f"register({op!r}, {impl!r}): forward and backward must be callable")
+    if impl in _impls.get(op, {}) and not replace:
+        raise ValueError(
+            f"register({op!r}, {impl!r}): {op} already has an implementation named {impl!r}; "
+            "choose another name, or pass replace=True to replace it"
+        )
     _impls.setdefault(op, {})[impl] = Kernel(op, impl, forward, backward, _takes_needs_input_grad(backward))
 
 
