@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_plugin", "main", "register_layer", "repro"]
+__all__ = ["LayerProtocolError", "load_plugin", "main", "register_layer", "repro"]
 
 
 def __getattr__(name: str) -> Any:
     # lazy, so that `import refcnn.conformance` needs neither torch nor hypothesis
-    if name == "register_layer":
-        from .layers import register_layer
+    if name in ("register_layer", "LayerProtocolError"):
+        from . import layers
 
-        return register_layer
+        return getattr(layers, name)
     if name == "load_plugin":
         from .engine import load_plugin
 
