@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import refcnn
 from refcnn import kernels, nn
+from refcnn.kernels import _im2col
 from refcnn.kernels.conv import conv_output_size, release_workspace
 from refcnn.testing import assert_gradient, assert_matches_reference
 
@@ -141,6 +142,40 @@ def test_fast_matches_reference_on_random_configs(case, seed):
     x, w, b, gy, config = make_inputs(np.random.default_rng(seed), *case)
     for dtype in DTYPES:
         check_against_reference("fast", dtype, x, w, b, gy, **config)
+
+
+# chunk sizes (images per chunk) that split the configs' batches unevenly, down to one image
+CHUNKS = {"one-image-chunks": 1, "two-image-chunks": 2}
+
+
+@pytest.mark.parametrize("images", CHUNKS.values(), ids=CHUNKS.keys())
+@pytest.mark.parametrize(
+    "case", ["k3x5-s2x1-p1x2-f", "k3x2-s1x1-d2x1-g2", "kernel-fills-padded-input", "narrow-k1x7-d1x1"]
+)
+def test_fast_processes_the_batch_in_chunks_like_one_piece(monkeypatch, images, case):
+    # The fast kernel loops over chunks of the batch sized by _im2col.CHUNK_BYTES: a budget
+    # of `images` images' columns splits these batches of 2-3 into several chunks.
+    _, C_in, H, W, C_out, kernel, stride, padding, dilation, groups, bias = CONFIGS[case]
+    x, w, b, gy, config = make_inputs(np.random.default_rng(3), 5, C_in, H, W, C_out, kernel, stride, padding,
+                                      dilation, groups, bias)  # fmt: skip
+    geo = _im2col.geometry(x.shape, w, gy.shape[2:], stride, padding, dilation, groups)
+    per_image = C_in * kernel[0] * kernel[1] * geo.H_out * geo.Wc * 8
+    monkeypatch.setattr(_im2col, "CHUNK_BYTES", images * per_image)
+    assert _im2col.geometry(x.shape, w, gy.shape[2:], stride, padding, dilation, groups).chunk == images
+    check_against_reference("fast", np.float64, x, w, b, gy, **config)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_backward_without_the_input_gradient(impl):
+    # A network's first layer: nothing needs dL/dx, so gx is None and gw, gb are unchanged.
+    x, w, b, gy, config = make_inputs(np.random.default_rng(4), *CONFIGS["k3x5-s2x1-p1x2-f"])
+    kernel = kernels.get("conv2d", impl)
+    _, ctx = kernel.forward(x, w, b, **config)
+    _, gw, gb = kernel.backward(gy, ctx)
+    none, gw2, gb2 = kernel.backward_impl(gy, ctx.inner, needs_input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(gw2, gw)
+    np.testing.assert_array_equal(gb2, gb)
 
 
 def test_fast_handles_an_empty_batch():
