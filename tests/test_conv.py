@@ -159,8 +159,7 @@ def test_fast_processes_the_batch_in_chunks_like_one_piece(monkeypatch, images, 
     x, w, b, gy, config = make_inputs(np.random.default_rng(3), 5, C_in, H, W, C_out, kernel, stride, padding,
                                       dilation, groups, bias)  # fmt: skip
     geo = _im2col.geometry(x.shape, w, gy.shape[2:], stride, padding, dilation, groups)
-    per_image = C_in * kernel[0] * kernel[1] * geo.H_out * geo.Wc * 8
-    monkeypatch.setattr(_im2col, "CHUNK_BYTES", images * per_image)
+    monkeypatch.setattr(_im2col, "CHUNK_BYTES", images * geo.image_bytes)
     assert _im2col.geometry(x.shape, w, gy.shape[2:], stride, padding, dilation, groups).chunk == images
     check_against_reference("fast", np.float64, x, w, b, gy, **config)
 

@@ -17,7 +17,7 @@ a Python loop over pixels or images:
   in every product whose result is kept, so the layout is used only when the arrays they
   multiply are finite (inf * 0 = nan would leak); otherwise Wc = W_out.
 - **Chunks.** The batch is processed ``Geometry.chunk`` images at a time, chosen so that a
-  chunk's columns fill about ``CHUNK_BYTES`` (the products then run from cache and the
+  chunk's columns, rows and phase buffers fill about ``CHUNK_BYTES`` (the products then run from cache and the
   copies stay in it); the loop is over chunks, never over images. All of a call's buffers
   are chunk-sized, so the extra memory stays below one full im2col matrix.
 - **Scratch.** The buffers are reused across calls (:func:`scratch`): allocating them afresh
@@ -39,8 +39,8 @@ __all__ = ["CHUNK_BYTES", "Geometry", "Phases", "geometry", "scratch", "release_
 
 Pair = tuple[int, int]
 
-# A chunk's columns fill about this much (L2 here is 1 MiB per core; measured per case on
-# the bench's shapes: 1-2 MiB is where the products and copies of every case are fastest).
+# A chunk's buffers fill about this much (L2 is 1 MiB per core on the machine this was
+# measured on; on the bench's conv shapes 1-2 MiB is where products and copies ran fastest).
 CHUNK_BYTES = 3 << 19
 
 _local = threading.local()
@@ -109,10 +109,16 @@ class Geometry:
         return self.C // self.groups * self.kernel[0] * self.kernel[1]
 
     @cached_property
+    def image_bytes(self) -> int:
+        """One image's share of a chunk's buffers: columns, rows and two phase buffers."""
+        grid = self.H_out * self.Wc
+        phases = self.C * self.stride[0] * self.stride[1] * self.Hq * self.Wq
+        return (self.C * self.kernel[0] * self.kernel[1] * grid + self.C_out * grid + 2 * phases) * self.itemsize
+
+    @cached_property
     def chunk(self) -> int:
-        """Images per chunk: as many as keep the columns near CHUNK_BYTES (at least one)."""
-        per_image = self.C * self.kernel[0] * self.kernel[1] * self.H_out * self.Wc * self.itemsize
-        return max(1, min(self.N, CHUNK_BYTES // max(per_image, 1)))
+        """Images per chunk: as many as keep a chunk's buffers within CHUNK_BYTES, at least one."""
+        return max(1, min(self.N, CHUNK_BYTES // self.image_bytes))
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         """(start, stop) of each chunk of the batch."""
