@@ -213,6 +213,24 @@ def test_non_finite_values_stay_where_the_reference_puts_them(where):
         assert np.isfinite(run("fast", x, w, b, gy, stride=(1, 2))[2 if where == "x" else 1]).any()
 
 
+@pytest.mark.parametrize("where", ["x", "weight"])
+def test_non_finite_values_in_a_batch_split_into_chunks(monkeypatch, where):
+    # The narrow layout (taken when an inf would meet the wide layout's zeros) over chunks of
+    # two images of a batch of five: the inf sits in the fourth image (the second chunk).
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal((5, 2, 4, 5)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(3)
+    if where == "x":
+        x[3, 0, 1, 4] = np.inf  # stride 2 along W: column 4 is read by no window
+    else:
+        w[0, 0, 0, 0] = np.inf
+    gy = rng.standard_normal((5, 3, 3, 2))
+    geo = _im2col.geometry(x.shape, w, gy.shape[2:], (1, 2), (0, 0), (1, 1), 1, x, w)
+    assert not geo.wide
+    monkeypatch.setattr(_im2col, "CHUNK_BYTES", 2 * geo.image_bytes)
+    with np.errstate(invalid="ignore", over="ignore"):
+        check_against_reference("fast", np.float64, x, w, b, gy, stride=(1, 2))
+
+
 # ---- finite differences (float64) ----------------------------------------------------------
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize(

@@ -5,17 +5,20 @@ A convolution becomes a matrix product once every window is a column: cols[(c, p
 column entry added back where it was read (col2im). This module builds those columns without
 a Python loop over pixels or images:
 
-- **Stride phases.** The padded image is copied into a (C, n, sH, sW, Hq, Wq) buffer, split
-  into its sH*sW stride phases; phase (a, b) holds padded rows a, a + sH, ... and columns
-  b, b + sW, .... Kernel offset (p, q), with p*dH = u*sH + a and q*dW = v*sW + b, then reads
-  phase (a, b) from (u, v) on with unit strides: the windows of a strided convolution are
-  plain shifted views of that buffer.
-- **Wide rows.** In the *wide* layout each output row is computed over the whole phase row
-  (Wc = Wq columns, the last Wq - W_out discarded), so an offset's view is one contiguous
-  run of H_out*Wq floats per (channel, image) instead of H_out short ones; a spare zero row
-  at the bottom of each phase takes the last run's overhang. The extra columns meet zeros
+- **Stride phases, images side by side.** A chunk of images is copied into a (C, sH, sW,
+  Hq, Rq) buffer: the padded images lie side by side along each row, each followed by the
+  pW zero columns it shares with the next (pitch Pq phase columns), split into their sH*sW
+  stride phases; phase (a, b) holds padded rows a, a + sH, ... and columns b, b + sW, ....
+  Kernel offset (p, q), with p*dH = u*sH + a and q*dW = v*sW + b, then reads phase (a, b)
+  from (u, v) on with unit strides: the windows of a strided convolution, of every image
+  of the chunk, are plain shifted views of that buffer.
+- **Wide rows.** In the *wide* layout the products run over whole phase rows (Rq columns
+  per output row, of which each image's W_out are kept), so an offset's view is ONE
+  contiguous run of H_out*Rq values per channel, for the whole chunk; a spare zero row at
+  the bottom of each phase takes the last run's overhang. The extra columns meet zeros
   in every product whose result is kept, so the layout is used only when the arrays they
-  multiply are finite (inf * 0 = nan would leak); otherwise Wc = W_out.
+  multiply are finite (inf * 0 = nan would leak); otherwise the *narrow* layout computes
+  exactly the (image, row, column) grid, in short runs.
 - **Chunks.** The batch is processed ``Geometry.chunk`` images at a time, chosen so that a
   chunk's columns, rows and phase buffers fill about ``CHUNK_BYTES`` (the products then run from cache and the
   copies stay in it); the loop is over chunks, never over images. All of a call's buffers
@@ -86,22 +89,27 @@ class Geometry:
     itemsize: int
 
     @cached_property
-    def Wq(self) -> int:
-        return -(-(self.W + 2 * self.padding[1]) // self.stride[1])
+    def Pq(self) -> int:
+        """Phase columns per image: the images of a chunk lie side by side along each padded
+        row, each followed by the pW zero columns it shares with the next (its pitch, W + pW
+        rounded up to a multiple of sW, so that every image meets the same phases)."""
+        return -(-(self.W + self.padding[1]) // self.stride[1])
 
     @cached_property
     def Hq(self) -> int:
+        """Rows of a phase: the padded image's, plus a spare zero row for the wide runs' overhang."""
         return -(-(self.H + 2 * self.padding[0]) // self.stride[0]) + 1
 
     @cached_property
     def wide(self) -> bool:
-        # Whole phase rows cost Wq - W_out extra columns in every product: worth it (long
-        # contiguous copies) while they are at most as many as the real ones.
-        return self.wide_ok and self.Wq <= 2 * self.W_out
+        # Whole phase rows cost Pq - W_out extra columns per image in every product: worth
+        # it (one contiguous run per channel) while they are at most as many as the real ones.
+        return self.wide_ok and self.Pq <= 2 * self.W_out
 
     @cached_property
     def Wc(self) -> int:
-        return self.Wq if self.wide else self.W_out
+        """Product columns per image and output row."""
+        return self.Pq if self.wide else self.W_out
 
     @cached_property
     def K(self) -> int:
@@ -112,13 +120,21 @@ class Geometry:
     def image_bytes(self) -> int:
         """One image's share of a chunk's buffers: columns, rows and two phase buffers."""
         grid = self.H_out * self.Wc
-        phases = self.C * self.stride[0] * self.stride[1] * self.Hq * self.Wq
+        phases = self.C * self.stride[0] * self.stride[1] * self.Hq * self.Pq
         return (self.C * self.kernel[0] * self.kernel[1] * grid + self.C_out * grid + 2 * phases) * self.itemsize
 
     @cached_property
     def chunk(self) -> int:
-        """Images per chunk: as many as keep a chunk's buffers within CHUNK_BYTES, at least one."""
-        return max(1, min(self.N, CHUNK_BYTES // self.image_bytes))
+        """Images per chunk: the batch split evenly into as few chunks as keep each chunk's
+        buffers within CHUNK_BYTES (at least one image)."""
+        most = max(1, CHUNK_BYTES // self.image_bytes)
+        count = max(1, -(-self.N // most))
+        return max(1, -(-self.N // count))
+
+    @cached_property
+    def Rq(self) -> int:
+        """Length of a phase row: a chunk's images side by side, then the last one's right padding."""
+        return self.chunk * self.Pq + -(-self.padding[1] // self.stride[1])
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         """(start, stop) of each chunk of the batch."""
@@ -126,11 +142,13 @@ class Geometry:
             yield start, min(start + self.chunk, self.N)
 
     def L(self, n: int) -> int:
-        """Columns of the products for n images: every (n, i, j) of the (wide) output grid."""
-        return n * self.H_out * self.Wc
+        """Columns of the products for a chunk of n images: in the wide layout every (i, J)
+        of whole phase rows (a full chunk's, whatever n), else every (m, i, j)."""
+        return self.H_out * self.Rq if self.wide else n * self.H_out * self.W_out
 
     def phase_slices(self, a: int, b: int) -> tuple[slice, slice, slice, slice]:
-        """Image rows/columns that land in phase (a, b), and where they land in it."""
+        """Image rows/columns that land in phase (a, b), and where they land in it (columns
+        within the image's own Pq)."""
         pH, pW = self.padding
         sH, sW = self.stride
         top, left = -(-(pH - a) // sH), -(-(pW - b) // sW)  # first phase row/col inside the image
@@ -141,21 +159,29 @@ class Geometry:
             slice(top, top + len(rows)), slice(left, left + len(cols)),
         )  # fmt: skip
 
+    def grid(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """The (n, C_out, H_out, W_out) view of the output grid in product rows (C_out, L):
+        y[m, o, i, j] is rows[o, i, m*Pq + j] (wide) or rows[o, (m, i, j)]."""
+        if not self.wide:
+            return rows.reshape(self.C_out, n, self.H_out, self.W_out).transpose(1, 0, 2, 3)
+        r = rows.reshape(self.C_out, self.H_out, self.Rq)
+        shape, strides = (self.C_out, self.H_out, n, self.W_out), (*r.strides[:2], self.Pq * r.itemsize, r.itemsize)
+        return as_strided(r, shape, strides).transpose(2, 0, 1, 3)
+
     def to_rows(self, grad: np.ndarray) -> np.ndarray:
-        """A chunk (n, C_out, H_out, W_out) -> scratch (groups, C_out/groups, L) in the
-        output grid's column order, the wide layout's extra columns zero (so they add
-        nothing to any product)."""
+        """A chunk (n, C_out, H_out, W_out) -> scratch rows (groups, C_out/groups, L), the
+        columns outside the output grid zero (so they add nothing to any product)."""
         n = grad.shape[0]
-        rows = scratch("rows", (self.C_out, n, self.H_out, self.Wc), grad.dtype)
-        rows[..., self.W_out :] = 0
-        rows[..., : self.W_out] = grad.transpose(1, 0, 2, 3)
-        return rows.reshape(self.groups, self.C_out // self.groups, self.L(n))
+        rows = scratch("rows", (self.C_out, self.L(n)), grad.dtype)
+        if self.wide:
+            rows[...] = 0
+        self.grid(rows, n)[...] = grad
+        return rows.reshape(self.groups, self.C_out // self.groups, -1)
 
     def from_rows(self, rows: np.ndarray, out: np.ndarray, bias: np.ndarray | None) -> None:
-        """(groups, C_out/groups, L) -> ``out`` (n, C_out, H_out, W_out) (+ bias): the
-        transpose back to batch-first, the crop of the extra columns and the bias add in
-        one pass."""
-        grid = rows.reshape(self.C_out, out.shape[0], self.H_out, self.Wc)[..., : self.W_out].transpose(1, 0, 2, 3)
+        """Product rows (groups, C_out/groups, L) -> ``out`` (n, C_out, H_out, W_out) (+ bias):
+        back to batch-first, the extra columns left behind and the bias added in one pass."""
+        grid = self.grid(rows.reshape(self.C_out, -1), out.shape[0])
         if bias is None:
             np.copyto(out, grid)
         else:
@@ -175,78 +201,95 @@ def geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...]
 
 
 class Phases:
-    """A chunk-sized stride-phase buffer of the image and the view each kernel offset meets.
+    """A chunk's stride-phase buffer (C, sH, sW, Hq, Rq) and the view each kernel offset meets.
 
-    ``load`` copies a chunk of the image in (the padding stays zero), ``im2col`` copies the
+    ``load`` copies a chunk of images in (the padding stays zero), ``im2col`` copies the
     offsets' views into the columns (one copy for the whole chunk when the stride is 1: the
     offsets are then one more pair of strides of a single view), ``col2im_add`` adds columns
-    back (one add per offset: their views overlap), ``store`` copies the image part out."""
+    back (one add per offset: their views overlap), ``store`` copies the images out. A chunk
+    smaller than ``geo.chunk`` (the last) leaves the slots after its images stale: in the
+    wide layout their columns are computed and discarded (their rows are zero)."""
 
     def __init__(self, role: str, geo: Geometry, dtype: np.dtype) -> None:
         self.geo = geo
         sH, sW = geo.stride
-        self.buf = scratch(role, (geo.C, geo.chunk, sH, sW, geo.Hq, geo.Wq), dtype)
-        self.buf[...] = 0
         kH, kW = geo.kernel
-        block = math.prod(self.buf.shape[2:])
-        item = self.buf.itemsize
-        flat = self.buf.reshape(geo.C, geo.chunk, block)
-        c_stride, n_stride = self.buf.strides[:2]
-        grid = (geo.H_out, geo.Wc)
-        grid_strides = (geo.Wq * item, item)
+        self.buf = scratch(role, (geo.C, sH, sW, geo.Hq, geo.Rq), dtype)
+        self.buf[...] = 0
+        block = math.prod(self.buf.shape[1:])
+        flat = self.buf.reshape(geo.C, block)
+        item, c_stride, R = self.buf.itemsize, self.buf.strides[0], geo.Rq
         starts = {}
         for p in range(kH):
             for q in range(kW):
                 (u, a), (v, b) = divmod(p * geo.dilation[0], sH), divmod(q * geo.dilation[1], sW)
-                starts[p, q] = ((a * sW + b) * geo.Hq + u) * geo.Wq + v
-                # The last element read lies inside the (c, n) block (the spare row takes the
-                # overhang): as_strided does not check bounds, so this is checked here.
-                assert starts[p, q] + (geo.H_out - 1) * geo.Wq + geo.Wc <= block, (geo, p, q)
+                starts[p, q] = ((a * sW + b) * geo.Hq + u) * R + v
+        # The last element each view reads lies inside the channel's block (the spare row
+        # takes the wide runs' overhang): as_strided does not check bounds, so this does.
+        if geo.wide:  # an offset's view: one contiguous run of H_out * Rq per channel
+            run = geo.H_out * R
+            assert max(starts.values()) + run <= block, geo
+            grid_shape: tuple[int, ...] = (run,)
+            grid_strides: tuple[int, ...] = (item,)
+        else:  # (chunk, H_out, W_out): image m's row i starts at m*Pq of phase row i
+            assert max(starts.values()) + (geo.H_out - 1) * R + (geo.chunk - 1) * geo.Pq + geo.W_out <= block, geo
+            grid_shape = (geo.chunk, geo.H_out, geo.W_out)
+            grid_strides = (geo.Pq * item, R * item, item)
         self.whole: np.ndarray | None = None
-        if sH == 1 and sW == 1:  # start = p*dH*Wq + q*dW: the offsets are two more strides
-            strides = (c_stride, geo.dilation[0] * geo.Wq * item, geo.dilation[1] * item, n_stride, *grid_strides)
-            self.whole = as_strided(flat, (geo.C, kH, kW, geo.chunk, *grid), strides)
+        if sH == 1 and sW == 1:  # start = p*dH*Rq + q*dW: the offsets are two more strides
+            offsets = (geo.dilation[0] * R * item, geo.dilation[1] * item)
+            self.whole = as_strided(flat, (geo.C, kH, kW, *grid_shape), (c_stride, *offsets, *grid_strides))
             self.views = {pq: self.whole[:, pq[0], pq[1]] for pq in starts}
         else:
             self.views = {
-                pq: as_strided(flat[:, :, s:], (geo.C, geo.chunk, *grid), (c_stride, n_stride, *grid_strides))
-                for pq, s in starts.items()
+                pq: as_strided(flat[:, s:], (geo.C, *grid_shape), (c_stride, *grid_strides)) for pq, s in starts.items()
             }
 
+    def _images(self, a: int, b: int, phase_rows: slice) -> np.ndarray:
+        """Phase (a, b)'s rows as (C, rows, chunk, Pq): image m's columns apart."""
+        dst = self.buf[:, a, b, phase_rows]
+        shape = (*dst.shape[:2], self.geo.chunk, self.geo.Pq)
+        return as_strided(dst, shape, (*dst.strides[:2], self.geo.Pq * dst.itemsize, dst.itemsize))
+
     def load(self, image: np.ndarray) -> None:
-        """Copy a chunk (n, C, H, W) of the image into the buffer's first n images."""
+        """Copy a chunk (n, C, H, W) of images into the buffer's first n slots."""
         n = image.shape[0]
         for a in range(self.geo.stride[0]):
             for b in range(self.geo.stride[1]):
                 rows, cols, phase_rows, phase_cols = self.geo.phase_slices(a, b)
-                self.buf[:, :n, a, b, phase_rows, phase_cols] = image[:, :, rows, cols].transpose(1, 0, 2, 3)
+                self._images(a, b, phase_rows)[:, :, :n, phase_cols] = image[:, :, rows, cols].transpose(1, 2, 0, 3)
 
     def store(self, out: np.ndarray) -> None:
-        """The adjoint of load: the image part of the buffer's first n images into ``out``."""
+        """The adjoint of load: the buffer's first n images into ``out`` (n, C, H, W)."""
         n = out.shape[0]
         for a in range(self.geo.stride[0]):
             for b in range(self.geo.stride[1]):
                 rows, cols, phase_rows, phase_cols = self.geo.phase_slices(a, b)
-                out[:, :, rows, cols] = self.buf[:, :n, a, b, phase_rows, phase_cols].transpose(1, 0, 2, 3)
+                out[:, :, rows, cols] = self._images(a, b, phase_rows)[:, :, :n, phase_cols].transpose(2, 0, 1, 3)
 
     def im2col(self, n: int) -> np.ndarray:
-        """Scratch cols (groups, K, L) of the first n images: cols[g, (c, p, q), (m, i, j)]
-        = x_pad[m, g*Cg + c, i*sH + p*dH, j*sW + q*dW] (c within group g)."""
+        """Scratch cols (groups, K, L) of the chunk's first n images: cols[g, (c, p, q), col]
+        = x_pad[m, g*Cg + c, i*sH + p*dH, j*sW + q*dW] for the column of (m, i, j)."""
         geo = self.geo
         kH, kW = geo.kernel
-        cols = scratch("cols", (geo.C, kH, kW, n, geo.H_out, geo.Wc), self.buf.dtype)
+        wide = geo.wide
+        shape = (geo.C, kH, kW, geo.H_out * geo.Rq) if wide else (geo.C, kH, kW, n, geo.H_out, geo.W_out)
+        cols = scratch("cols", shape, self.buf.dtype)
         if self.whole is not None:
-            np.copyto(cols, self.whole[:, :, :, :n])
+            np.copyto(cols, self.whole if wide else self.whole[:, :, :, :n])
         else:
             for (p, q), view in self.views.items():
-                cols[:, p, q] = view[:, :n]
+                cols[:, p, q] = view if wide else view[:, :n]
         return cols.reshape(geo.groups, geo.K, geo.L(n))
 
     def col2im_add(self, dcols: np.ndarray, n: int) -> None:
         """The adjoint of im2col, into a zeroed buffer: every entry of dcols (groups, K, L)
         added where im2col read it."""
         geo = self.geo
-        self.buf[:, :n] = 0
-        parts = dcols.reshape(geo.C, *geo.kernel, n, geo.H_out, geo.Wc)
+        self.buf[...] = 0
+        parts = dcols.reshape(geo.C, *geo.kernel, -1)
         for (p, q), view in self.views.items():
-            view[:, :n] += parts[:, p, q]
+            if geo.wide:
+                view += parts[:, p, q]
+            else:
+                view[:, :n] += parts[:, p, q].reshape(geo.C, n, geo.H_out, geo.W_out)

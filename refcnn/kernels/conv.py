@@ -354,15 +354,15 @@ def conv2d_fast_forward(
     """im2col in a channels-first, stride-phase layout, a chunk of the batch at a time, then
     one BLAS product per group and chunk.
 
-    Layout trick (``refcnn.kernels._im2col``): a chunk of x is copied into a zeroed
-    (C, n, sH, sW, Hq, Wq) buffer, the padded images split into their stride phases, where
-    every kernel offset's windows are a plain shifted view with unit strides; the columns
-    (C, kH, kW, n, H_out, Wc) are copied from those views (with stride 1, all offsets at
-    once), each copy one contiguous run per (channel, image) in the wide layout (whole phase
-    rows, Wc = Wq, the Wq - W_out extra columns discarded). Channels-first columns make
-    y^T = w (C_out, K) @ cols (K, n*H_out*Wc) one product per chunk, whose (C_out, n, ...)
-    result goes back to (n, C_out, H_out, W_out) in the same pass as the bias add and the
-    crop. Chunks of about ``CHUNK_BYTES`` of columns keep the product's operands and the
+    Layout trick (``refcnn.kernels._im2col``): a chunk of images is copied into a zeroed
+    buffer where they lie side by side along each padded row, sharing their zero padding,
+    split into stride phases, so that every kernel offset's windows, for the whole chunk,
+    are one shifted view with unit strides. In the wide layout the products run over whole
+    phase rows, so each offset's columns are ONE contiguous copy per channel (with stride 1
+    all offsets are one copy), for a few discarded columns per image (its shared padding).
+    Channels-first columns make y^T = w (C_out, K) @ cols (K, L) one product per chunk, whose
+    (C_out, ...) result goes back to (n, C_out, H_out, W_out) in the same pass as the bias
+    add and the crop. Chunks of about ``CHUNK_BYTES`` keep the product's operands and the
     copies in cache, and the extra memory below one full im2col matrix.
     Backward rebuilds each chunk's columns (keeping them would cost memory and measured no
     faster): gw = sum over chunks of gy_rows @ cols^T, gx = col2im(w^T @ gy_rows), added
