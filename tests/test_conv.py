@@ -153,15 +153,48 @@ CHUNKS = {"one-image-chunks": 1, "two-image-chunks": 2}
     "case", ["k3x5-s2x1-p1x2-f", "k3x2-s1x1-d2x1-g2", "kernel-fills-padded-input", "narrow-k1x7-d1x1"]
 )
 def test_fast_processes_the_batch_in_chunks_like_one_piece(monkeypatch, images, case):
-    # The fast kernel loops over chunks of the batch sized by _im2col.CHUNK_BYTES: a budget
-    # of `images` images' columns splits these batches of 2-3 into several chunks.
+    # The fast kernel loops over chunks of the batch (sized by _im2col.CHUNK_BYTES): chunks of
+    # `images` images split a batch of 5 unevenly, the last chunk leaving stale slots.
     _, C_in, H, W, C_out, kernel, stride, padding, dilation, groups, bias = CONFIGS[case]
     x, w, b, gy, config = make_inputs(np.random.default_rng(3), 5, C_in, H, W, C_out, kernel, stride, padding,
                                       dilation, groups, bias)  # fmt: skip
-    geo = _im2col.geometry(x.shape, w, gy.shape[2:], stride, padding, dilation, groups)
-    monkeypatch.setattr(_im2col, "CHUNK_BYTES", images * geo.image_bytes)
-    assert _im2col.geometry(x.shape, w, gy.shape[2:], stride, padding, dilation, groups).chunk == images
+    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: images))
     check_against_reference("fast", np.float64, x, w, b, gy, **config)
+
+
+@pytest.mark.parametrize(
+    "shape, C_out, kernel, padding",
+    [
+        ((64, 1, 28, 28), 16, (3, 3), (1, 1)),
+        ((64, 16, 14, 14), 32, (3, 3), (1, 1)),
+        ((7, 3, 30, 20), 5, (3, 5), (0, 2)),
+    ],
+    ids=["1-channel", "16-channels", "k3x5-batch-7"],
+)
+def test_chunks_split_the_batch_evenly_within_the_budget(shape, C_out, kernel, padding):
+    N, C, H, W = shape
+    w = np.zeros((C_out, C, *kernel), np.float32)
+    out_hw = tuple(conv_output_size(n, k, 1, p, 1) for n, k, p in zip((H, W), kernel, padding, strict=True))
+    geo = _im2col.geometry(shape, w, out_hw, (1, 1), padding, (1, 1), 1)
+    im2col = C * math.prod(kernel) * N * math.prod(out_hw) * 4
+    assert geo.chunk == 1 or geo.chunk * geo.image_bytes <= min(_im2col.CHUNK_BYTES, im2col // 2)
+    sizes = [stop - start for start, stop in geo.chunks()]
+    assert sum(sizes) == N and max(sizes) - min(sizes) < len(sizes)
+
+
+def test_fast_extra_memory_stays_below_the_im2col_matrix():
+    # the bench's 1-channel case: its columns are small next to its rows and output
+    from refcnn.bench import peak_memory
+
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s, dtype=np.float32) for s in ((64, 1, 28, 28), (16, 1, 3, 3), (16,)))
+    gy = rng.standard_normal((64, 16, 28, 28), dtype=np.float32)
+
+    def forward_backward():
+        return run("fast", x, w, b, gy, padding=(1, 1))
+
+    outputs = sum(a.nbytes for a in forward_backward())
+    assert peak_memory(forward_backward) - outputs <= 9 * 64 * 28 * 28 * 4
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -226,7 +259,7 @@ def test_non_finite_values_in_a_batch_split_into_chunks(monkeypatch, where):
     gy = rng.standard_normal((5, 3, 3, 2))
     geo = _im2col.geometry(x.shape, w, gy.shape[2:], (1, 2), (0, 0), (1, 1), 1, x, w)
     assert not geo.wide
-    monkeypatch.setattr(_im2col, "CHUNK_BYTES", 2 * geo.image_bytes)
+    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: 2))
     with np.errstate(invalid="ignore", over="ignore"):
         check_against_reference("fast", np.float64, x, w, b, gy, stride=(1, 2))
 

@@ -36,15 +36,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 __all__ = ["CHUNK_BYTES", "Geometry", "Phases", "geometry", "scratch", "release_workspace"]
 
 Pair = tuple[int, int]
 
-# A chunk's buffers fill about this much (L2 is 1 MiB per core on the machine this was
-# measured on; on the bench's conv shapes 1-2 MiB is where products and copies ran fastest).
-CHUNK_BYTES = 3 << 19
+# A chunk's buffers fill at most this much. Measured on the bench's conv shapes (one thread,
+# L2 1 MiB per core): 3-4 MiB ran fastest, as smaller chunks pay more Python per chunk.
+CHUNK_BYTES = 3 << 20
 
 _local = threading.local()
 
@@ -67,6 +66,12 @@ def scratch(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 def release_workspace() -> None:
     """Free the scratch buffers the fast conv kernels keep for the calling thread."""
     _local.__dict__.pop("buffers", None)
+
+
+def strided(base: np.ndarray, offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A view of the C-contiguous array ``base`` from element ``offset`` on with the given
+    shape and byte strides (``as_strided`` at a tenth of its cost, and bounds-checked)."""
+    return np.ndarray(shape, base.dtype, base, offset * base.itemsize, strides)
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,10 @@ class Geometry:
     @cached_property
     def chunk(self) -> int:
         """Images per chunk: the batch split evenly into as few chunks as keep each chunk's
-        buffers within CHUNK_BYTES (at least one image)."""
-        most = max(1, CHUNK_BYTES // self.image_bytes)
+        buffers within CHUNK_BYTES and within half the batch's full im2col matrix (so that
+        a call's extra memory stays below that matrix), at least one image."""
+        im2col = self.C * self.kernel[0] * self.kernel[1] * self.N * self.H_out * self.W_out * self.itemsize
+        most = max(1, min(CHUNK_BYTES, im2col // 2) // self.image_bytes)
         count = max(1, -(-self.N // most))
         return max(1, -(-self.N // count))
 
@@ -164,9 +171,9 @@ class Geometry:
         y[m, o, i, j] is rows[o, i, m*Pq + j] (wide) or rows[o, (m, i, j)]."""
         if not self.wide:
             return rows.reshape(self.C_out, n, self.H_out, self.W_out).transpose(1, 0, 2, 3)
-        r = rows.reshape(self.C_out, self.H_out, self.Rq)
-        shape, strides = (self.C_out, self.H_out, n, self.W_out), (*r.strides[:2], self.Pq * r.itemsize, r.itemsize)
-        return as_strided(r, shape, strides).transpose(2, 0, 1, 3)
+        item = rows.itemsize
+        strides = (self.H_out * self.Rq * item, self.Rq * item, self.Pq * item, item)
+        return strided(rows, 0, (self.C_out, self.H_out, n, self.W_out), strides).transpose(2, 0, 1, 3)
 
     def to_rows(self, grad: np.ndarray) -> np.ndarray:
         """A chunk (n, C_out, H_out, W_out) -> scratch rows (groups, C_out/groups, L), the
@@ -217,7 +224,6 @@ class Phases:
         self.buf = scratch(role, (geo.C, sH, sW, geo.Hq, geo.Rq), dtype)
         self.buf[...] = 0
         block = math.prod(self.buf.shape[1:])
-        flat = self.buf.reshape(geo.C, block)
         item, c_stride, R = self.buf.itemsize, self.buf.strides[0], geo.Rq
         starts = {}
         for p in range(kH):
@@ -225,7 +231,7 @@ class Phases:
                 (u, a), (v, b) = divmod(p * geo.dilation[0], sH), divmod(q * geo.dilation[1], sW)
                 starts[p, q] = ((a * sW + b) * geo.Hq + u) * R + v
         # The last element each view reads lies inside the channel's block (the spare row
-        # takes the wide runs' overhang): as_strided does not check bounds, so this does.
+        # takes the wide runs' overhang).
         if geo.wide:  # an offset's view: one contiguous run of H_out * Rq per channel
             run = geo.H_out * R
             assert max(starts.values()) + run <= block, geo
@@ -238,18 +244,20 @@ class Phases:
         self.whole: np.ndarray | None = None
         if sH == 1 and sW == 1:  # start = p*dH*Rq + q*dW: the offsets are two more strides
             offsets = (geo.dilation[0] * R * item, geo.dilation[1] * item)
-            self.whole = as_strided(flat, (geo.C, kH, kW, *grid_shape), (c_stride, *offsets, *grid_strides))
+            self.whole = strided(self.buf, 0, (geo.C, kH, kW, *grid_shape), (c_stride, *offsets, *grid_strides))
             self.views = {pq: self.whole[:, pq[0], pq[1]] for pq in starts}
         else:
             self.views = {
-                pq: as_strided(flat[:, s:], (geo.C, *grid_shape), (c_stride, *grid_strides)) for pq, s in starts.items()
+                pq: strided(self.buf, s, (geo.C, *grid_shape), (c_stride, *grid_strides)) for pq, s in starts.items()
             }
 
     def _images(self, a: int, b: int, phase_rows: slice) -> np.ndarray:
         """Phase (a, b)'s rows as (C, rows, chunk, Pq): image m's columns apart."""
-        dst = self.buf[:, a, b, phase_rows]
-        shape = (*dst.shape[:2], self.geo.chunk, self.geo.Pq)
-        return as_strided(dst, shape, (*dst.strides[:2], self.geo.Pq * dst.itemsize, dst.itemsize))
+        geo, item = self.geo, self.buf.itemsize
+        rows = len(range(geo.Hq)[phase_rows])
+        offset = ((a * geo.stride[1] + b) * geo.Hq + (phase_rows.start or 0)) * geo.Rq
+        strides = (self.buf.strides[0], geo.Rq * item, geo.Pq * item, item)
+        return strided(self.buf, offset, (geo.C, rows, geo.chunk, geo.Pq), strides)
 
     def load(self, image: np.ndarray) -> None:
         """Copy a chunk (n, C, H, W) of images into the buffer's first n slots."""
