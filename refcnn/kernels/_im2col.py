@@ -29,11 +29,11 @@ a Python loop over pixels or images:
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -93,42 +93,42 @@ class Geometry:
     wide_ok: bool
     itemsize: int
 
-    @cached_property
+    @functools.cached_property
     def Pq(self) -> int:
         """Phase columns per image: the images of a chunk lie side by side along each padded
         row, each followed by the pW zero columns it shares with the next (its pitch, W + pW
         rounded up to a multiple of sW, so that every image meets the same phases)."""
         return -(-(self.W + self.padding[1]) // self.stride[1])
 
-    @cached_property
+    @functools.cached_property
     def Hq(self) -> int:
         """Rows of a phase: the padded image's, plus a spare zero row for the wide runs' overhang."""
         return -(-(self.H + 2 * self.padding[0]) // self.stride[0]) + 1
 
-    @cached_property
+    @functools.cached_property
     def wide(self) -> bool:
         # Whole phase rows cost Pq - W_out extra columns per image in every product: worth
         # it (one contiguous run per channel) while they are at most as many as the real ones.
         return self.wide_ok and self.Pq <= 2 * self.W_out
 
-    @cached_property
+    @functools.cached_property
     def Wc(self) -> int:
         """Product columns per image and output row."""
         return self.Pq if self.wide else self.W_out
 
-    @cached_property
+    @functools.cached_property
     def K(self) -> int:
         """Reduction length of one group's product: channels per group x kernel offsets."""
         return self.C // self.groups * self.kernel[0] * self.kernel[1]
 
-    @cached_property
+    @functools.cached_property
     def image_bytes(self) -> int:
         """One image's share of a chunk's buffers: columns, rows and two phase buffers."""
         grid = self.H_out * self.Wc
         phases = self.C * self.stride[0] * self.stride[1] * self.Hq * self.Pq
         return (self.C * self.kernel[0] * self.kernel[1] * grid + self.C_out * grid + 2 * phases) * self.itemsize
 
-    @cached_property
+    @functools.cached_property
     def chunk(self) -> int:
         """Images per chunk: the batch split evenly into as few chunks as keep each chunk's
         buffers within CHUNK_BYTES and within half the batch's full im2col matrix (so that
@@ -138,7 +138,7 @@ class Geometry:
         count = max(1, -(-self.N // most))
         return max(1, -(-self.N // count))
 
-    @cached_property
+    @functools.cached_property
     def Rq(self) -> int:
         """Length of a phase row: a chunk's images side by side, then the last one's right padding."""
         return self.chunk * self.Pq + -(-self.padding[1] // self.stride[1])
@@ -207,6 +207,27 @@ def geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...]
                     groups, out_hw[0], out_hw[1], wide_ok, weight.dtype.itemsize)  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
+def _offsets(geo: Geometry, chunk: int) -> tuple[dict[tuple[int, int], int], tuple[int, ...], tuple[int, ...]]:
+    """Where each kernel offset's view starts in a channel's block of the phase buffer, and
+    the views' grid shape and element strides (computed once per geometry and chunk size)."""
+    sH, sW = geo.stride
+    R, block = geo.Rq, sH * sW * geo.Hq * geo.Rq
+    starts = {}
+    for p in range(geo.kernel[0]):
+        for q in range(geo.kernel[1]):
+            (u, a), (v, b) = divmod(p * geo.dilation[0], sH), divmod(q * geo.dilation[1], sW)
+            starts[p, q] = ((a * sW + b) * geo.Hq + u) * R + v
+    # The last element each view reads lies inside the channel's block (the spare row takes
+    # the wide runs' overhang).
+    if geo.wide:  # an offset's view: one contiguous run of H_out * Rq per channel
+        assert max(starts.values()) + geo.H_out * R <= block, geo
+        return starts, (geo.H_out * R,), (1,)
+    # narrow: (chunk, H_out, W_out), image m's row i starting at m*Pq of phase row i
+    assert max(starts.values()) + (geo.H_out - 1) * R + (geo.chunk - 1) * geo.Pq + geo.W_out <= block, geo
+    return starts, (geo.chunk, geo.H_out, geo.W_out), (geo.Pq, R, 1)
+
+
 class Phases:
     """A chunk's stride-phase buffer (C, sH, sW, Hq, Rq) and the view each kernel offset meets.
 
@@ -219,37 +240,24 @@ class Phases:
 
     def __init__(self, role: str, geo: Geometry, dtype: np.dtype) -> None:
         self.geo = geo
-        sH, sW = geo.stride
-        kH, kW = geo.kernel
-        self.buf = scratch(role, (geo.C, sH, sW, geo.Hq, geo.Rq), dtype)
+        self.buf = scratch(role, (geo.C, *geo.stride, geo.Hq, geo.Rq), dtype)
         self.buf[...] = 0
-        block = math.prod(self.buf.shape[1:])
-        item, c_stride, R = self.buf.itemsize, self.buf.strides[0], geo.Rq
-        starts = {}
-        for p in range(kH):
-            for q in range(kW):
-                (u, a), (v, b) = divmod(p * geo.dilation[0], sH), divmod(q * geo.dilation[1], sW)
-                starts[p, q] = ((a * sW + b) * geo.Hq + u) * R + v
-        # The last element each view reads lies inside the channel's block (the spare row
-        # takes the wide runs' overhang).
-        if geo.wide:  # an offset's view: one contiguous run of H_out * Rq per channel
-            run = geo.H_out * R
-            assert max(starts.values()) + run <= block, geo
-            grid_shape: tuple[int, ...] = (run,)
-            grid_strides: tuple[int, ...] = (item,)
-        else:  # (chunk, H_out, W_out): image m's row i starts at m*Pq of phase row i
-            assert max(starts.values()) + (geo.H_out - 1) * R + (geo.chunk - 1) * geo.Pq + geo.W_out <= block, geo
-            grid_shape = (geo.chunk, geo.H_out, geo.W_out)
-            grid_strides = (geo.Pq * item, R * item, item)
+        self.starts, self.grid_shape, grid_steps = _offsets(geo, geo.chunk)
+        item = self.buf.itemsize
+        self.grid_strides = tuple(step * item for step in grid_steps)
         self.whole: np.ndarray | None = None
-        if sH == 1 and sW == 1:  # start = p*dH*Rq + q*dW: the offsets are two more strides
-            offsets = (geo.dilation[0] * R * item, geo.dilation[1] * item)
-            self.whole = strided(self.buf, 0, (geo.C, kH, kW, *grid_shape), (c_stride, *offsets, *grid_strides))
-            self.views = {pq: self.whole[:, pq[0], pq[1]] for pq in starts}
-        else:
-            self.views = {
-                pq: strided(self.buf, s, (geo.C, *grid_shape), (c_stride, *grid_strides)) for pq, s in starts.items()
-            }
+        if geo.stride == (1, 1):  # start = p*dH*Rq + q*dW: the offsets are two more strides
+            offsets = (geo.dilation[0] * geo.Rq * item, geo.dilation[1] * item)
+            shape = (geo.C, *geo.kernel, *self.grid_shape)
+            self.whole = strided(self.buf, 0, shape, (self.buf.strides[0], *offsets, *self.grid_strides))
+
+    @functools.cached_property
+    def views(self) -> dict[tuple[int, int], np.ndarray]:
+        """Kernel offset (p, q) -> its (C, *grid) view of the buffer."""
+        if self.whole is not None:
+            return {pq: self.whole[:, pq[0], pq[1]] for pq in self.starts}
+        shape, strides = (self.geo.C, *self.grid_shape), (self.buf.strides[0], *self.grid_strides)
+        return {pq: strided(self.buf, start, shape, strides) for pq, start in self.starts.items()}
 
     def _images(self, a: int, b: int, phase_rows: slice) -> np.ndarray:
         """Phase (a, b)'s rows as (C, rows, chunk, Pq): image m's columns apart."""
