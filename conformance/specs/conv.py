@@ -33,7 +33,7 @@ def _conv2d_cases(draw: Any) -> dict[str, Any]:
     h = draw(spatial_axis(max_kernel=4, max_stride=3, max_dilation=2))
     w = draw(spatial_axis(max_kernel=4, max_stride=3, max_dilation=2))
     return {
-        # the fast kernel takes a batch in chunks of at most half its im2col matrix: batches
+        # the fast kernel takes a batch in chunks of at most 3/4 of its im2col matrix: batches
         # of 2 and 3 run in several chunks
         "N": draw(st.integers(1, 3)), **ch, "H": h["size"], "W": w["size"],
         "kernel_size": [h["k"], w["k"]], "stride": [h["s"], w["s"]], "padding": [h["p"], w["p"]],

@@ -131,10 +131,10 @@ class Geometry:
     @functools.cached_property
     def chunk(self) -> int:
         """Images per chunk: the batch split evenly into as few chunks as keep each chunk's
-        buffers within CHUNK_BYTES and within half the batch's full im2col matrix (so that
-        a call's extra memory stays below that matrix), at least one image."""
+        buffers within CHUNK_BYTES and within 3/4 of the batch's full im2col matrix (so that
+        a call's extra memory, temporaries included, stays below that matrix), at least one."""
         im2col = self.C * self.kernel[0] * self.kernel[1] * self.N * self.H_out * self.W_out * self.itemsize
-        most = max(1, min(CHUNK_BYTES, im2col // 2) // self.image_bytes)
+        most = max(1, min(CHUNK_BYTES, 3 * im2col // 4) // self.image_bytes)
         count = max(1, -(-self.N // most))
         return max(1, -(-self.N // count))
 
