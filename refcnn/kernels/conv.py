@@ -168,10 +168,6 @@ def validate_conv_transpose2d(
         )
 
 
-registry.set_validator("conv2d", validate_conv2d)
-registry.set_validator("conv_transpose2d", validate_conv_transpose2d)
-
-
 # ---- reference: one output element at a time ---------------------------------------------
 def _window(top: int, left: int, kernel: Pair, dilation: Pair) -> tuple[slice, slice]:
     """The rows and columns of x_pad that kernel offsets (0..kH-1, 0..kW-1) meet from (top, left)."""
@@ -437,6 +433,8 @@ def conv_transpose2d_fast_backward(
     return gx, _weight_grad(gw_t, w.shape), _bias_grad(grad_y, ctx.has_bias)
 
 
+registry.set_validator("conv2d", validate_conv2d)
+registry.set_validator("conv_transpose2d", validate_conv_transpose2d)
 registry.register("conv2d", "reference", conv2d_reference_forward, conv2d_reference_backward)
 registry.register("conv2d", "fast", conv2d_fast_forward, conv2d_fast_backward)
 registry.register(
