@@ -145,18 +145,12 @@ def test_a_backward_taking_the_keyword_is_told(toy_op):
     assert calls == [False, True]
 
 
-# The performance work gives these their keyword; until then the registry drops their gx.
-_PENDING_KEYWORD = {"conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-                    "adaptive_max_pool2d", "flatten"}  # fmt: skip
-
-
 def test_builtin_backwards_take_needs_input_grad():
     import refcnn.kernels  # noqa: F401
 
     lacking = [
         f"{op}/{impl}"
         for op in registry.ops()
-        if op not in _PENDING_KEYWORD
         for impl in registry.available(op)
         if not registry.get(op, impl).takes_needs_input_grad
     ]
