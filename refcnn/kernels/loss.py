@@ -1,7 +1,7 @@
 """Loss kernels: cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss,
 binary_cross_entropy, binary_cross_entropy_with_logits.
 
-Every op follows DESIGN §3::
+Every op is a pair of pure functions, as every kernel in refcnn.kernels::
 
     loss, ctx = forward(input, target, [weight, ...], *, reduction, ...)
     (grad_input,) = backward(grad_loss, ctx)
