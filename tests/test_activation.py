@@ -519,3 +519,17 @@ def test_softmax_module_rejects_dim_out_of_range():
         IndexError, match=r"softmax: dim out of range \(expected to be in range of \[-2, 1\], but got 2\)"
     ):
         nn.Softmax(dim=2)(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    "layout", [np.asfortranarray, lambda a: np.ascontiguousarray(a.T).T, lambda a: np.flip(np.flip(a).copy())],
+    ids=["fortran", "transposed", "negative-stride"],
+)
+def test_erfc_and_gelu_of_non_c_ordered_input(dtype, layout):
+    # erfc wrote its blocks through reshape(-1) of np.empty_like(z): for a Fortran-ordered or
+    # transposed z that reshape is a copy, so gelu returned uninitialised memory (no error).
+    x = np.linspace(-3.0, 2.5, 15).reshape(3, 5).astype(dtype)
+    gy = np.linspace(1.0, -1.0, 15).reshape(3, 5).astype(dtype)
+    assert np.array_equal(erfc(layout(x.astype(np.float64))), erfc(x.astype(np.float64)))
+    assert all(np.array_equal(a, e) for a, e in zip(run("gelu", layout(x), layout(gy)), run("gelu", x, gy)))
