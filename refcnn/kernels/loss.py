@@ -70,7 +70,7 @@ def _reduce(per: np.ndarray, reduction: str, count: Any) -> np.ndarray:
     """'none' -> ``per``; 'sum' -> sum(per); 'mean' -> sum(per) / count (0/0 = nan, as PyTorch)."""
     if reduction == "none":
         return per
-    total = per.sum()
+    total = np.ascontiguousarray(per).sum()  # C order: the same sum, bit for bit, in any layout
     if reduction == "sum":
         return np.asarray(total, dtype=per.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):

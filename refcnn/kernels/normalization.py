@@ -234,6 +234,7 @@ def batch_norm_reference_forward(
         dx    = dxhat * rstd                                         (evaluation: mu, var are constants)
         dw_c  = sum(g * xhat),   db_c = sum(g)
     """
+    x = np.ascontiguousarray(x)  # C order: each channel's sums then add in one order, any layout
     C = x.shape[1]
     xc = np.empty_like(x)
     rstd = np.empty(C, dtype=x.dtype)
@@ -267,6 +268,7 @@ def batch_norm_reference_forward(
 @_ieee
 def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> tuple[Any, Any, Any]:
     xc, rstd, weight = ctx.xc, ctx.rstd, ctx.weight
+    grad_y = np.ascontiguousarray(grad_y)  # C order, as x in forward
     C = xc.shape[1]
     gx = np.zeros_like(xc)
     gw = None if weight is None else np.zeros_like(weight)
@@ -329,7 +331,7 @@ def batch_norm_fast_forward(
     N, C = x.shape[:2]
     use_batch = bool(training)
     L = math.prod(x.shape[2:])
-    x3 = x.reshape(N, C, L)
+    x3 = np.ascontiguousarray(x).reshape(N, C, L)  # C order: the sums add in one order, any layout
     M = N * L
     if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
         ctx = BatchNormCtx(np.empty_like(x3), np.ones(C, x.dtype), weight, bias is not None, use_batch, x.shape)
@@ -359,7 +361,7 @@ def batch_norm_fast_forward(
 def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any, Any, Any]:
     xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
     N, C, L = xhat.shape
-    g3 = grad_y.reshape(N, C, L)
+    g3 = np.ascontiguousarray(grad_y).reshape(N, C, L)  # C order, as x in forward
     sum_g = np.einsum("ncl->c", g3)
     sum_gxhat = np.einsum("ncl,ncl->c", g3, xhat)
     scale = rstd if weight is None else weight * rstd
@@ -404,6 +406,7 @@ def _normalise(x_sets: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
 @_ieee
 def _norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
     xhat = ctx.xhat.reshape(ctx.x_shape)
+    grad_y = np.ascontiguousarray(grad_y)  # C order: the set sums add in one order, any layout
     gh = grad_y if ctx.weight is None else grad_y * ctx.weight
     gh_sets = gh.reshape(ctx.xhat.shape)
     M = ctx.xhat.shape[-1]
