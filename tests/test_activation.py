@@ -523,7 +523,8 @@ def test_softmax_module_rejects_dim_out_of_range():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize(
-    "layout", [np.asfortranarray, lambda a: np.ascontiguousarray(a.T).T, lambda a: np.flip(np.flip(a).copy())],
+    "layout",
+    [np.asfortranarray, lambda a: np.ascontiguousarray(a.T).T, lambda a: np.flip(np.flip(a).copy())],
     ids=["fortran", "transposed", "negative-stride"],
 )
 def test_erfc_and_gelu_of_non_c_ordered_input(dtype, layout):
@@ -532,4 +533,6 @@ def test_erfc_and_gelu_of_non_c_ordered_input(dtype, layout):
     x = np.linspace(-3.0, 2.5, 15).reshape(3, 5).astype(dtype)
     gy = np.linspace(1.0, -1.0, 15).reshape(3, 5).astype(dtype)
     assert np.array_equal(erfc(layout(x.astype(np.float64))), erfc(x.astype(np.float64)))
-    assert all(np.array_equal(a, e) for a, e in zip(run("gelu", layout(x), layout(gy)), run("gelu", x, gy)))
+    assert all(
+        np.array_equal(a, e) for a, e in zip(run("gelu", layout(x), layout(gy)), run("gelu", x, gy), strict=True)
+    )

@@ -76,7 +76,7 @@ LAYOUT_PARAMS = [
 ]
 # Implementations whose sums BLAS computes: the order of a product's terms may follow the
 # operands' strides, so a layout may change the last bits (within the policy).
-BLAS = {("linear", "fast")}
+BLAS = {("linear", "fast"), ("conv2d", "fast"), ("conv_transpose2d", "fast")}
 WHICH = [pytest.param("all", id="every-array"), pytest.param("grad_y", id="grad_y-only")]
 
 
@@ -205,13 +205,8 @@ def _within_policy(op: str, impl: str, arrays: list[Any], grad_y: np.ndarray, co
     return list(zip(n, S, strict=True))
 
 
-@pytest.mark.parametrize("which", WHICH)
-@pytest.mark.parametrize(("layout", "readonly"), LAYOUT_PARAMS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("op", "impl", "build", "config", "running"), CASES)
-def test_layout_gives_the_c_order_result_and_leaves_the_callers_arrays_alone(
-    op, impl, build, config, running, dtype, layout, readonly, which
-):
+def check_layout(op, impl, build, config, running, dtype, layout, readonly, which):
+    """The case on ``layout`` arrays gives the C-order result and leaves the caller's arrays alone."""
     arrays, _ = _values(0, build, dtype)
     y0, _ = kernels.get(op, impl).forward(*_fresh(arrays), **config())
     grad_y = _grad_like(np.asarray(y0), 1)
@@ -251,11 +246,9 @@ def test_layout_gives_the_c_order_result_and_leaves_the_callers_arrays_alone(
     assert np.array_equal(laid_grad, grad_before), f"{what}: the upstream gradient was modified in place"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("op", "impl", "build", "config", "running"), CASES)
-def test_writing_into_the_output_leaves_the_gradients_alone(op, impl, build, config, running, dtype):
-    # An in-place module after the op (ReLU(inplace=True), Dropout(inplace=True)) writes into
-    # its output; a backward that reads that array (ctx holding y itself) would then be wrong.
+def check_output_writes(op, impl, build, config, dtype):
+    """An in-place module after the op (ReLU(inplace=True), Dropout(inplace=True)) writes into
+    its output; a backward that reads that array (ctx holding y itself) would then be wrong."""
     arrays, _ = _values(0, build, dtype)
     y0, _ = kernels.get(op, impl).forward(*_fresh(arrays), **config())
     grad_y = _grad_like(np.asarray(y0), 1)
@@ -263,3 +256,19 @@ def test_writing_into_the_output_leaves_the_gradients_alone(op, impl, build, con
     actual = _run(op, impl, _fresh(arrays), grad_y, config(), scribble=True)
     for i, (a, e) in enumerate(zip(actual[1:], expected[1:], strict=True)):
         assert _same(a, e), f"{op} {impl} {np.dtype(dtype)}: grad of argument {i} changed after writing into y"
+
+
+@pytest.mark.parametrize("which", WHICH)
+@pytest.mark.parametrize(("layout", "readonly"), LAYOUT_PARAMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("op", "impl", "build", "config", "running"), CASES)
+def test_layout_gives_the_c_order_result_and_leaves_the_callers_arrays_alone(
+    op, impl, build, config, running, dtype, layout, readonly, which
+):
+    check_layout(op, impl, build, config, running, dtype, layout, readonly, which)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("op", "impl", "build", "config", "running"), CASES)
+def test_writing_into_the_output_leaves_the_gradients_alone(op, impl, build, config, running, dtype):
+    check_output_writes(op, impl, build, config, dtype)
