@@ -536,3 +536,15 @@ def test_erfc_and_gelu_of_non_c_ordered_input(dtype, layout):
     assert all(
         np.array_equal(a, e) for a, e in zip(run("gelu", layout(x), layout(gy)), run("gelu", x, gy), strict=True)
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_gelu_tanh_gradient_at_infinity_is_nan_as_torch(dtype):
+    # Broke: x was clamped to +-30 in backward, giving the limits 1 and 0 at x = +-inf;
+    # PyTorch 2.13's formula has inf * 0 there: its gradient is nan (as refcnn's erf form's).
+    x, gy = np.array([np.inf, -np.inf, 1.0], dtype), np.full(3, 0.5, dtype)
+    y, gx = run("gelu", x, gy, approximate="tanh")
+    assert y[0] == np.inf and np.isnan(y[1])  # PyTorch 2.13: inf, nan
+    assert np.isnan(gx[:2]).all(), f"gradient {gx[:2]} at +-inf, PyTorch gives nan"
+    # PyTorch 2.13 (float64): 0.5414820419228913 at x = 1
+    assert_close(gx[2], 0.5414820419228913, 16, 1.0, dtype, "gelu tanh gradient at 1")
