@@ -799,3 +799,28 @@ def test_bce_with_logits_non_finite_results_are_torchs(dtype):
         "binary_cross_entropy_with_logits", "reference", (x[4:], t[4:], None, pw[4:]), dict(reduction="mean"), 1.0
     )
     assert mean == inf  # PyTorch 2.13: inf
+
+
+# ---- long reductions ----------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("ls", [0.0, 0.1], ids=["ls0", "ls0.1"])
+def test_cross_entropy_weighted_mean_over_6480_rows_stays_within_a_few_roundings(impl, ls):
+    # Broke (ONNX's sce_NCd1d2d3d4d5_mean_weight shape): the reference summed the counted
+    # weights serially in float32; 6,480 additions of 0.7 drift by 1.7e-5 relative, and the
+    # mean (log 5 here: equal logits) came out 2.8e-5 off. Both kernels now accumulate the
+    # mean's sums in float64 and round once, so n does not grow with the row count:
+    # n = 2C + 16 for a row's loss (ce_bounds) + 3 (float64 sums, the division, the rounding).
+    C, shape = 5, (3, 6, 6, 5, 3, 4)
+    x = np.zeros((3, C, *shape[1:]), np.float32)
+    t = np.zeros(shape, np.int64)  # every row counts class 0, of weight 0.7
+    w = np.array([0.7, 1.0, 1.0, 1.0, 1.0], np.float32)
+    cfg = dict(ignore_index=-100, reduction="mean", label_smoothing=ls)
+    loss, _ = kernels.get("cross_entropy", impl).forward(x, t, w, **cfg)
+    expected, _ = kernels.get("cross_entropy", "reference").forward(
+        x.astype(np.float64), t, w.astype(np.float64), **cfg
+    )
+    # PyTorch 2.13 (float64): log(5) = 1.6094379124341003 without smoothing
+    if ls == 0:
+        assert float(expected) == pytest.approx(math.log(5), rel=1e-15)
+    (_, S), _ = ce_bounds(x, t, w, -100, ls, "mean", 1.0)
+    close(loss, expected, 2 * C + 16 + 3, S, np.float32, f"{impl} weighted mean over {t.size} rows")
