@@ -10,8 +10,9 @@ Backward, with the leading dims of x flattened into M rows (x2: (M, in), gy2: (M
         gw = gy2.T @ x2                   (out, in)
         gb = sum over the M rows of gy2   (out,), None when bias is None
 
-Implementations: ``reference`` (the sums as plain loops, accumulated in the input dtype)
-and ``fast`` (the same products as BLAS matrix multiplications; the default).
+Implementations: ``reference`` (the sums as plain loops, accumulated in float64 and rounded
+once to the input dtype) and ``fast`` (the same products as BLAS matrix multiplications;
+the default).
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ def linear_reference_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray
     """y[m, o] = b[o] + sum_i x[m, i] * w[o, i], one row m of x at a time."""
     out_features, in_features = weight.shape
     x2 = _rows(x)
-    zero = x.dtype.type(0)
+    zero = np.float64(0)  # accumulate in float64: a float32 running sum drifts over long rows
     y = np.empty((x2.shape[0], out_features), dtype=x.dtype)
     for m in range(x2.shape[0]):
         for o in range(out_features):
-            acc = bias[o] if bias is not None else zero
+            acc = zero + bias[o] if bias is not None else zero
             for i in range(in_features):
                 acc += x2[m, i] * weight[o, i]
             y[m, o] = acc
@@ -76,7 +77,7 @@ def linear_reference_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray
     out_features, in_features = weight.shape
     M = x2.shape[0]
     gy = grad_y.reshape(M, out_features)
-    zero = x2.dtype.type(0)
+    zero = np.float64(0)  # as in forward: the M-row sums of gw and gb would drift in float32
     gx = np.empty((M, in_features), dtype=x2.dtype)
     for m in range(M):
         for i in range(in_features):
@@ -119,7 +120,8 @@ def linear_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.
     gy = grad_y.reshape(x2.shape[0], weight.shape[0])
     gx = (gy @ weight).reshape(x_shape)
     gw = gy.T @ x2
-    gb = gy.sum(axis=0) if has_bias else None
+    # The row sum in float64, rounded once: NumPy adds row after row, and M float32 rows drift.
+    gb = gy.sum(axis=0, dtype=np.float64).astype(gy.dtype) if has_bias else None
     return gx, gw, gb
 
 

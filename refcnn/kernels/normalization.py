@@ -295,6 +295,13 @@ def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> t
 
 
 # ---- batch_norm: fast -----------------------------------------------------------------------
+def _channel_sum(spec: str, *arrays: np.ndarray) -> np.ndarray:
+    """``np.einsum(spec, *arrays)`` accumulated in float64, rounded once to the arrays' dtype:
+    einsum adds in one running sum, which in float32 drifts over a channel's N*L values
+    (4e-6 relative over 262,144)."""
+    return np.einsum(spec, *arrays, dtype=np.float64).astype(arrays[0].dtype)
+
+
 class BatchNormCtx(NamedTuple):
     """What the fast backward keeps: xhat viewed as (N, C, L), rstd and the weight per
     channel (C,), whether batch statistics were used, which grads to return, x's shape."""
@@ -337,9 +344,9 @@ def batch_norm_fast_forward(
         ctx = BatchNormCtx(np.empty_like(x3), np.ones(C, x.dtype), weight, bias is not None, use_batch, x.shape)
         return np.empty_like(x), ctx
     if use_batch:
-        mean = np.einsum("ncl->c", x3) / M
+        mean = _channel_sum("ncl->c", x3) / M
         xc = x3 - mean[:, None]
-        var = np.einsum("ncl,ncl->c", xc, xc) / M
+        var = _channel_sum("ncl,ncl->c", xc, xc) / M
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             # running_var takes the unbiased variance, as PyTorch does
@@ -362,8 +369,8 @@ def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any
     xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
     N, C, L = xhat.shape
     g3 = np.ascontiguousarray(grad_y).reshape(N, C, L)  # C order, as x in forward
-    sum_g = np.einsum("ncl->c", g3)
-    sum_gxhat = np.einsum("ncl,ncl->c", g3, xhat)
+    sum_g = _channel_sum("ncl->c", g3)
+    sum_gxhat = _channel_sum("ncl,ncl->c", g3, xhat)
     scale = rstd if weight is None else weight * rstd
     if ctx.batch_stats and xhat.size:
         M = N * L
@@ -403,6 +410,10 @@ def _normalise(x_sets: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     return xc * rstd, rstd
 
 
+def _row_sum(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return a.sum(axis=axes, dtype=np.float64).astype(a.dtype)
+
+
 @_ieee
 def _norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
     xhat = ctx.xhat.reshape(ctx.x_shape)
@@ -416,8 +427,9 @@ def _norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
         sum_gh = gh_sets.sum(axis=-1, keepdims=True)
         sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
         gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
-    gw = None if ctx.weight is None else (grad_y * xhat).sum(axis=ctx.param_axes).reshape(ctx.param_shape)
-    gb = grad_y.sum(axis=ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
+    # Over the leading axes NumPy adds row after row: in float64, rounded once (B rows of float32 drift).
+    gw = None if ctx.weight is None else _row_sum(grad_y * xhat, ctx.param_axes).reshape(ctx.param_shape)
+    gb = _row_sum(grad_y, ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
     return gx, gw, gb
 
 
