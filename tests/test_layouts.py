@@ -171,7 +171,7 @@ def _run(op: str, impl: str, arrays: list[Any], grad_y: np.ndarray, config: dict
     y_kept = np.array(y)
     if scribble and y.flags.writeable:
         y[...] = np.nan
-    grads = kernel.backward(grad_y.astype(y.dtype), ctx)
+    grads = kernel.backward(grad_y, ctx)  # the caller's array itself: its layout, read-only flag, contents
     return [y_kept, *grads]
 
 
