@@ -856,3 +856,18 @@ def test_float32_bias_gradient_over_long_reductions_does_not_drift(op, impl):
     gb = kernel.backward(gy.astype(np.float32), ctx)[2]
     g32 = gy.astype(np.float32).astype(np.float64)
     assert_close(gb, g32.sum(axis=axes), 2, np.abs(g32).sum(axis=axes), np.float32, f"{op} {impl} bias gradient")
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "group_norm"])
+def test_float32_set_holding_1e30_normalises_as_float64(op):
+    # Broke: the variance squared float32 values, so 1e30 gave inf, rstd 0 and an output of
+    # zeros (with a RuntimeWarning); PyTorch 2.13 in float64 gives sqrt(5) and -1/sqrt(5)
+    # (its float32 gives nan). The squares are now taken in float64.
+    x = np.array([[1e30, 0.5, -0.3, 1.0, 2.0, 0.1]], np.float32)
+    if op == "layer_norm":
+        y, _ = kernels.get(op).forward(x, None, None, normalized_shape=(6,), eps=1e-5)
+    else:
+        y, _ = kernels.get(op).forward(x.reshape(1, 6, 1), None, None, num_groups=1, eps=1e-5)
+    expected = np.array([math.sqrt(5)] + [-1 / math.sqrt(5)] * 5)
+    # n = 2R + 10 (R = 6 values per set), S = sqrt(R), the largest |xhat| a set can hold
+    assert_close(y.reshape(-1), expected, 2 * 6 + 10, math.sqrt(6), np.float32, f"{op} with 1e30")

@@ -407,7 +407,9 @@ def _normalise(x_sets: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         return np.empty_like(x_sets), np.ones((*x_sets.shape[:-1], 1), x_sets.dtype)
     mean = x_sets.mean(axis=-1, keepdims=True)
     xc = x_sets - mean
-    rstd = _rsqrt((xc * xc).mean(axis=-1, keepdims=True), eps)
+    # The squares in float64: in float32 a value of 1e20 or more squares to inf, and every
+    # xhat of its set would come out 0 (PyTorch float64 gives the finite answer).
+    rstd = _rsqrt(np.square(xc, dtype=np.float64).mean(axis=-1, keepdims=True), eps).astype(x_sets.dtype)
     return xc * rstd, rstd
 
 
