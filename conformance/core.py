@@ -12,6 +12,7 @@ import dis
 import json
 import math
 import os
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,6 @@ from refcnn import testing
 
 from . import tolerance
 
-PLUGINS: list[str] = []  # plugins loaded in this run (repro snippets import them first)
 REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
 # IndexError too: PyTorch raises it for a dim out of range, and refcnn mirrors it (from a raise statement)
 ACCEPTED_ERRORS = (ValueError, TypeError, RuntimeError, IndexError)
@@ -48,6 +48,11 @@ class Tally:
     worst_config: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None  # the smallest failing case: {"case", "detail", "size"}
     skip_reason: str = ""
+    note: str = ""  # why the check has fewer supported configurations than the profile asks
+
+    @property
+    def supported(self) -> int:
+        return self.configs - self.unsupported - self.skipped
 
     @property
     def passed(self) -> bool:
@@ -59,6 +64,7 @@ class Tally:
         self.unsupported += other.unsupported
         self.skipped += other.skipped
         self.skip_reason = self.skip_reason or other.skip_reason
+        self.note = self.note or other.note
         if other.worst_config is not None and (self.worst_config is None or other.worst_ratio > self.worst_ratio):
             self.worst_ratio, self.worst_config = other.worst_ratio, other.worst_config
         self.worst_abs_err = max(self.worst_abs_err, other.worst_abs_err)
@@ -97,9 +103,36 @@ class Recorder:
         self.fd_left: dict[str, int] = {}
         self.fd_budget = fd_budget
         self.verbose = verbose
+        self.done: set[Any] = set()  # checks run once per task (a module's init distribution)
+        self.cases: dict[str, dict[str, int]] = {}  # impl -> configurations checked / unsupported / failed
+        self._status: dict[str, str] = {}  # impl -> the current case's outcome so far
+
+    def once(self, key: Any) -> bool:
+        """True the first time ``key`` is asked in this task."""
+        if key in self.done:
+            return False
+        self.done.add(key)
+        return True
+
+    def failures(self) -> int:
+        return sum(t.failed for t in self.tallies.values())
 
     def begin(self, case: dict[str, Any], size: int) -> None:
+        self.finish()
         self.case, self.size = case, size
+
+    def finish(self) -> None:
+        """Count the current case for each implementation: failed if any check failed, else
+        unsupported if the implementation declined any part of it, else checked."""
+        for impl, status in self._status.items():
+            counts = self.cases.setdefault(impl, {"checked": 0, "unsupported": 0, "failed": 0})
+            counts[status] += 1
+        self._status = {}
+
+    def _mark(self, impl: str, status: str) -> None:
+        order = ["checked", "unsupported", "failed"]
+        now = self._status.get(impl, "checked")
+        self._status[impl] = max(now, status, key=order.index)
 
     def tally(self, impl: str, check: str) -> Tally:
         key = (impl, check)
@@ -112,6 +145,7 @@ class Recorder:
             print(f"  {self.op} {impl} {self.dtype} {check}: {status} {detail}")
 
     def ok(self, impl: str, check: str, abs_err: float = 0.0, ratio: float = 0.0, detail: str = "") -> None:
+        self._mark(impl, "checked")
         t = self.tally(impl, check)
         t.configs += 1
         t.worst_abs_err = max(t.worst_abs_err, abs_err)
@@ -120,6 +154,7 @@ class Recorder:
         self._say(impl, check, "ok", detail or f"|err| {abs_err:.3g}, {ratio:.3g} x bound")
 
     def fail(self, impl: str, check: str, detail: str, abs_err: float = math.inf, ratio: float = math.inf) -> None:
+        self._mark(impl, "failed")
         t = self.tally(impl, check)
         t.configs += 1
         t.failed += 1
@@ -131,6 +166,7 @@ class Recorder:
         self._say(impl, check, "FAILED", detail)
 
     def unsupported(self, impl: str, checks: Iterable[str], detail: str) -> None:
+        self._mark(impl, "unsupported")
         for check in checks:
             t = self.tally(impl, check)
             t.configs += 1
@@ -144,27 +180,42 @@ class Recorder:
         t.skip_reason = reason
         self._say(impl, check, "skipped", reason)
 
+    def not_applicable(self, impl: str, check: str, reason: str) -> None:
+        """A check this implementation cannot have (a layer class keeps no ctx.indices)."""
+        self.skipped(impl, check, f"not applicable: {reason}")
+
+    def crash(self, impl: str, check: str, stage: str, exc: BaseException) -> None:
+        """An exception from inside the checked implementation: its crash, with its last frames."""
+        self.fail(impl, check, crash_text(impl, stage, exc))
+
     def compare(self, impl: str, check: str, actual: Any, expected: Any, n: Any, S: Any, where: str = "") -> bool:
         """Apply refcnn.testing's bound; record and return whether it held."""
         if actual is None or expected is None:
             if actual is None and expected is None:
                 self.ok(impl, check)
                 return True
-            self.fail(impl, check, f"{where}: refcnn gave {_what(actual)}, PyTorch {_what(expected)}")
+            self.fail(impl, check, f"{where}: {impl} gave {_what(actual)}, PyTorch {_what(expected)}")
+            return False
+        if not isinstance(actual, (np.ndarray, np.generic, float, int)):
+            self.fail(impl, check, f"{where}: {impl} gave a {type(actual).__name__}, expected a NumPy array")
             return False
         actual = np.asarray(actual)
         if actual.dtype != np.dtype(self.dtype):
-            self.fail(impl, check, f"{where}: result dtype {actual.dtype}, expected {self.dtype} (the input dtype)")
+            self.fail(
+                impl, check, f"{where}: {impl} gave dtype {actual.dtype}, expected {self.dtype} (the input dtype)"
+            )
             return False
         res = testing.compare(actual, expected, n, S, self.dtype)
         if not res.passed:
             detail = res.describe()
             if res.shape_ok and res.finite_ok and res.worst_index is not None:
                 i = res.worst_index
-                detail += f": refcnn {np.asarray(actual, dtype=np.float64)[i]!r}, torch {np.asarray(expected)[i]!r}"
+                detail += (
+                    f": {impl} {num(np.asarray(actual, dtype=np.float64)[i])}, PyTorch {num(np.asarray(expected)[i])}"
+                )
             elif not res.shape_ok:
-                detail = f"shape {np.shape(actual)}, expected {np.shape(expected)}"
-            self.fail(impl, check, f"{where} {detail}".strip(), res.worst_abs_err, res.worst_ratio)
+                detail = f"{impl} gave shape {np.shape(actual)}, expected {np.shape(expected)}"
+            self.fail(impl, check, f"{where}: {detail}" if where else detail, res.worst_abs_err, res.worst_ratio)
             return False
         self.ok(impl, check, res.worst_abs_err, res.worst_ratio)
         return True
@@ -180,6 +231,54 @@ class Recorder:
 
 def _what(a: Any) -> str:
     return "None" if a is None else f"an array of shape {np.shape(a)}"
+
+
+def num(v: Any) -> str:
+    """A number as people write it (never ``np.float64(...)``)."""
+    f = float(v)
+    return repr(int(f)) if f.is_integer() and abs(f) < 1e16 else repr(f)
+
+
+# ---- crashes: an exception from inside the checked implementation ----------------------------
+_SUITE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def crash_text(impl: str, stage: str, exc: BaseException) -> str:
+    """``impl``'s forward/backward raised (or returned something unusable): the exception and
+    the last frames of its traceback below the registry's call into the implementation."""
+    from refcnn.kernels import registry
+
+    if type(exc).__name__ == "LayerProtocolError":  # a layer class broke the protocol: its message says how
+        return f"{impl}'s {stage}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    wrapper = os.path.abspath(registry.__file__)
+    calls = [i for i, f in enumerate(frames) if os.path.abspath(f.filename) == wrapper]
+    if calls:
+        mine = frames[calls[-1] + 1 :]
+    else:
+        mine = [f for f in frames if not os.path.abspath(f.filename).startswith(_SUITE_DIR + os.sep)]
+    if calls and not mine:  # the registry could not use what the implementation returned
+        shape = "(y, ctx)" if stage == "forward" else "a tuple of gradients (x first, then each parameter)"
+        head = f"{impl}'s {stage} must return {shape}; what it returned failed with {type(exc).__name__}: {exc}"
+    else:
+        head = f"{impl}'s {stage} crashed: {type(exc).__name__}: {exc}"
+    where = "".join(f"\n    {f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in mine[-3:])
+    return head + where
+
+
+def rejected_by_validator(exc: BaseException, op: str) -> bool:
+    """Whether ``exc`` came from the op's validator (refcnn's check of the arguments, run before
+    every implementation), not from inside the implementation."""
+    from refcnn.kernels import registry
+
+    validator = registry._validators.get(op)
+    code = getattr(validator, "__code__", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 # ---- errors: whose are they -----------------------------------------------------------------
@@ -207,14 +306,12 @@ def classify_rejection(exc: BaseException) -> tuple[bool, str]:
 
 def expect_rejection(rec: Recorder, impl: str, attempt: Callable[[], Any], why: str) -> None:
     """PyTorch rejected a call (``why`` says what and how): refcnn's ``attempt()`` of the same
-    call must raise its own clear error (:func:`classify_rejection`; NotImplementedError is
-    not one), recorded as ``impl``'s ``rejects`` check."""
+    call must raise its own clear error (:func:`classify_rejection`), recorded as ``impl``'s
+    ``rejects`` check. A NotImplementedError is the implementation declining: unsupported."""
     try:
         attempt()
     except NotImplementedError as exc:
-        rec.fail(
-            impl, "rejects", f"PyTorch rejects {why}; refcnn raised NotImplementedError ({exc}), not a clear error"
-        )
+        rec.unsupported(impl, ["rejects"], f"NotImplementedError: {exc}")
         return
     except Exception as exc:
         ok, what = classify_rejection(exc)
@@ -223,7 +320,7 @@ def expect_rejection(rec: Recorder, impl: str, attempt: Callable[[], Any], why: 
         else:
             rec.fail(impl, "rejects", f"PyTorch rejects {why}; refcnn's error is not its own: {what}")
         return
-    rec.fail(impl, "rejects", f"PyTorch rejects {why}; refcnn accepted it")
+    rec.fail(impl, "rejects", f"PyTorch rejects {why}; refcnn ({impl}) accepted it")
 
 
 # ---- PyTorch references ---------------------------------------------------------------------
@@ -399,12 +496,16 @@ def finite_difference(loss: Callable[[], float], x: np.ndarray, analytic: np.nda
 
 # ---- repro -------------------------------------------------------------------------------------
 def repro_text(kind: str, name: str, impl: str, dtype: str, check: str, case: dict[str, Any], detail: str) -> str:
-    """A standalone snippet that re-runs one failing case and prints every check's outcome."""
+    """A standalone snippet that re-runs one failing case from any folder: it prints every
+    check's outcome on it and the case's arrays, and saves them as an .npz."""
+    from .engine import PLUGINS
+
+    first = detail.splitlines()[0] if detail else ""
     return (
-        f"# {name} impl={impl} dtype={dtype} check={check}: {detail}\n"
+        f"# {name} impl={impl} dtype={dtype} check={check}: {first}\n"
         f"# config (seed included): {json.dumps(case, sort_keys=True)}\n"
         "python - <<'EOF'\n"
-        "from conformance.runner import load_plugin, repro\n"
+        "from refcnn.conformance import load_plugin, repro\n"
         + "".join(f"load_plugin({p!r})\n" for p in PLUGINS)
         + f"repro({kind!r}, {name!r}, {impl!r}, {dtype!r}, {dict(sorted(case.items()))!r})\n"
         "EOF"

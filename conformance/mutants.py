@@ -310,7 +310,7 @@ def register(m: Mutant) -> None:
 
 def run_one(name: str, profile: str) -> dict[str, Any]:
     """Register the mutant, check its op with the profile's cases, unregister; report what caught it."""
-    from .runner import run_task
+    from .engine import run_task
 
     m = by_name(name)
     row: dict[str, Any] = {"name": m.name, "op": m.op, "description": m.description, "caught": False, "checks": []}
@@ -320,8 +320,8 @@ def run_one(name: str, profile: str) -> dict[str, Any]:
     register(m)
     try:
         for dtype in ("float32", "float64"):
-            tallies, _, _ = run_task(m.op, dtype, [m.impl], profile, 0, stop_on_failure=True)
-            failed = sorted({t.check for t in tallies if t.failed})
+            result = run_task(m.op, dtype, [m.impl], profile, 0, stop_on_failure=True, extend=False)
+            failed = sorted({t.check for t in result.tallies if t.failed})
             if failed:
                 row["caught"] = True
                 row["checks"] = [f"{c} ({dtype})" for c in failed]
@@ -331,13 +331,14 @@ def run_one(name: str, profile: str) -> dict[str, Any]:
     return row
 
 
-def run_all(profile: str, jobs: int = 1) -> list[dict[str, Any]]:
+def run_all(profile: str, jobs: int = 1, names: list[str] | None = None) -> list[dict[str, Any]]:
+    names = [m.name for m in MUTANTS] if names is None else names
     if jobs <= 1:
-        return [run_one(m.name, profile) for m in MUTANTS]
+        return [run_one(n, profile) for n in names]
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from .runner import _worker_init
+    from .engine import worker_init
 
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init, initargs=([],)) as pool:
-        return list(pool.map(run_one, [m.name for m in MUTANTS], [profile] * len(MUTANTS)))
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=worker_init, initargs=([],)) as pool:
+        return list(pool.map(run_one, names, [profile] * len(names)))

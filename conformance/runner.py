@@ -1,141 +1,37 @@
-"""``python -m refcnn conformance`` (or ``python -m conformance.runner``): run every spec on
-hypothesis-drawn cases, for every implementation and float32/float64, then the mutants and
-the meta-check, and write DIR/conformance.json and DIR/conformance.md.
+"""``python -m refcnn conformance``: check every implementation against PyTorch on cases drawn
+by hypothesis, in float32 and float64, then the mutants and the meta-check, and write
+DIR/conformance.json and DIR/conformance.md. ``python -m refcnn conformance merge DIR...``
+joins the reports of a sharded run into one (report.py).
 
-The runner drives hypothesis directly (no pytest): one task per (spec, dtype) draws its
-cases once and checks every selected implementation on each, so PyTorch's reference is
-computed once per case. Tasks run in worker processes (``--jobs``, default: every core).
-Profiles: ``ci`` is derandomized (the same cases every run); ``thorough`` draws 20x as many
-from ``--seed``.
+Tasks (one per spec and dtype) run in worker processes (``--jobs``, default: every core);
+see engine.py for how a task draws its cases.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import inspect
 import os
 import sys
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
-PROFILES = {"ci": 250, "thorough": 5000}  # examples per (spec, dtype) before the spec's weight
-FD_BUDGET = {"ci": 8, "thorough": 80}
+from .engine import (
+    PROFILES,
+    OneLineParser,
+    TaskResult,
+    UserError,
+    check_layers,
+    load_plugin,
+    needs_torch,
+    plugin_ref,
+    run_task_safe,
+    worker_init,
+)
 
-_plugins_loaded: list[str] = []
-
-
-# ---- plugins -------------------------------------------------------------------------------
-def load_plugin(ref: str) -> None:
-    """Import a plugin by module name or file path (it registers kernels on import)."""
-    if ref in _plugins_loaded:
-        return
-    if ref.endswith(".py") or os.sep in ref:
-        path = os.path.abspath(ref)
-        if not os.path.exists(path):
-            raise SystemExit(f"conformance: plugin file {ref!r} does not exist")
-        name = "refcnn_plugin_" + os.path.splitext(os.path.basename(path))[0]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise SystemExit(f"conformance: cannot import plugin file {ref!r}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    else:
-        importlib.import_module(ref)
-    _plugins_loaded.append(ref)
-    from . import core
-
-    core.PLUGINS.append(ref)
-
-
-def _worker_init(plugins: list[str]) -> None:
-    import warnings
-
-    import torch
-
-    warnings.filterwarnings("ignore", category=UserWarning)  # PyTorch's deprecation notes on drawn inputs
-
-    torch.set_num_threads(1)
-    for p in plugins:
-        load_plugin(p)
-
-
-# ---- one task --------------------------------------------------------------------------------
-class _Stop(Exception):
-    """Raised inside a mutant run once something failed: no need to draw further."""
-
-
-def run_task(
-    spec_name: str,
-    dtype: str,
-    impls: list[str],
-    profile: str,
-    seed: int,
-    stop_on_failure: bool = False,
-    max_examples: int | None = None,
-) -> tuple[list[Any], Any, float]:
-    """Check one spec in one dtype on the profile's cases; returns (tallies, coverage, seconds)."""
-    from hypothesis import HealthCheck, Phase, example, given, settings
-    from hypothesis import seed as hseed
-
-    from . import core, specs
-    from .report import Coverage
-
-    spec = specs.get(spec_name)
-    n = max_examples if max_examples is not None else max(1, round(PROFILES[profile] * spec.weight))
-    fd = FD_BUDGET[profile]
-    rec = core.Recorder(spec.name, dtype, fd_budget=fd)
-    cov = Coverage()
-    start = time.perf_counter()
-
-    def body(case: dict[str, Any]) -> None:
-        rec.begin(case, spec.size(case))
-        cov.add(spec.name, spec.features(case), spec.pairs)
-        before = sum(t.failed for t in rec.tallies.values())
-        try:
-            spec.check(case, dtype, impls, rec)
-        except Exception as exc:  # a crash of the suite itself is a failure, with the traceback
-            detail = f"the check crashed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
-            for impl in impls:
-                rec.fail(impl, "forward", detail)
-        if stop_on_failure and sum(t.failed for t in rec.tallies.values()) > before:
-            raise _Stop
-
-    test = given(case=spec.strategy())(body)
-    for ex in reversed(spec.examples):
-        test = example(case=ex)(test)
-    test = settings(
-        max_examples=n,
-        derandomize=(profile == "ci"),
-        database=None,
-        deadline=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
-    )(test)
-    if profile != "ci":
-        test = hseed(seed)(test)
-    try:
-        test()
-    except _Stop:
-        pass
-    except BaseException as exc:  # hypothesis re-raises the failing example's _Stop wrapped, or a crash
-        if not stop_on_failure or "_Stop" not in repr(exc):
-            raise
-    return list(rec.tallies.values()), cov, time.perf_counter() - start
-
-
-def _run_task_safe(args: tuple[Any, ...]) -> tuple[list[Any], Any, float, str]:
-    try:
-        tallies, cov, secs = run_task(*args)
-        return tallies, cov, secs, ""
-    except Exception as exc:
-        return [], None, 0.0, f"{args[0]} {args[1]}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+PROG = "python -m refcnn conformance"
 
 
 # ---- the meta-check ----------------------------------------------------------------------------
@@ -179,141 +75,233 @@ def public_classes(module: Any, base: type) -> list[type]:
     return out
 
 
-# ---- main ----------------------------------------------------------------------------------------
+# ---- options ---------------------------------------------------------------------------------------
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes K/N, e.g. 1/4, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: K must be between 1 and N (1/{n} ... {n}/{n})")
+    return k, n
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+DESCRIPTION = (
+    "Check refcnn's kernels, modules, optimizers and schedulers, and implementations you register in a "
+    "plugin, against PyTorch on cases drawn by hypothesis, in float32 and float64; write "
+    "conformance.json and conformance.md. Exit status: 0 all passed, 1 something failed, 2 bad input."
+)
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m refcnn conformance", description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", choices=sorted(PROFILES), default="ci")
-    p.add_argument(
-        "--op", action="append", default=[], help="only this op/spec (repeatable): conv2d, nn.Conv2d, optim.SGD, ..."
+    p = OneLineParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=f"{PROG} merge DIR... [--report-dir DIR] joins the reports of the shards of one run.",
     )
-    p.add_argument("--impl", action="append", default=[], help="only this implementation (repeatable)")
-    p.add_argument(
-        "--plugin", action="append", default=[], help="module or .py file imported first (registers kernels)"
-    )
-    p.add_argument("--report-dir", default="conformance-report")
-    p.add_argument("--seed", type=int, default=0, help="hypothesis seed of the thorough profile (ci is derandomized)")
-    p.add_argument("--jobs", type=int, default=0, help="worker processes (default: every core)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="ci",
+                   help="ci: the same cases every run, minutes; thorough: 20x as many, drawn from --seed "
+                        "(default: ci)")  # fmt: skip
+    p.add_argument("--op", action="append", default=[],
+                   help="only this op or spec, repeatable: conv2d, max_pool2d, nn.Conv2d, optim.SGD, ... "
+                        "(default: every one)")  # fmt: skip
+    p.add_argument("--impl", action="append", default=[],
+                   help="only this implementation, repeatable: fast, reference, or one a plugin registers "
+                        "(default: every one)")  # fmt: skip
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="a .py file or module imported first; the implementations it registers are checked too "
+                        "(repeatable)")  # fmt: skip
+    p.add_argument("--report-dir", default="conformance-report", metavar="DIR",
+                   help="where conformance.json and conformance.md are written (default: conformance-report)")  # fmt: skip
+    p.add_argument("--shard", type=_shard, default=(1, 1), metavar="K/N",
+                   help="check only the K-th of N deterministic shares of the cases, then merge the N reports "
+                        "(default: 1/1, everything)")  # fmt: skip
+    p.add_argument("--seed", type=_non_negative, default=0, help="hypothesis seed of the thorough profile (default: 0)")
+    p.add_argument("--jobs", type=_non_negative, default=0, help="worker processes (default: 0, every core)")
+    p.add_argument("--examples", type=_positive, default=None, metavar="N",
+                   help="cases per op and dtype instead of the profile's number, for a quick look "
+                        "(default: the profile's)")  # fmt: skip
     p.add_argument("--mutants", choices=["auto", "yes", "no"], default="auto",
-                   help="run the mutants (auto: when no --op/--impl narrows the run)")  # fmt: skip
+                   help="check that the suite catches its deliberately broken kernels (default: auto, when no "
+                        "--op, --impl or --plugin narrows the run)")  # fmt: skip
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(list(sys.argv[1:] if argv is None else argv))
-    t0 = time.perf_counter()
-    for ref in args.plugin:
-        load_plugin(ref)
-
-    from . import mutants, specs, tolerance
-    from .report import Coverage, Outcome, write
+def plan(ops: list[str], impls: list[str]) -> list[tuple[str, str, list[str]]]:
+    """The tasks of a run: (spec name, dtype, implementations). Raises UserError for an --op
+    or --impl that names nothing."""
+    from . import specs
 
     all_specs = specs.all_specs()
-    unknown = [o for o in args.op if o not in all_specs]
+    unknown = [o for o in ops if o not in all_specs]
     if unknown:
-        print(f"conformance: no spec named {unknown}; known: {sorted(all_specs)}", file=sys.stderr)
-        return 2
-    selected = [s for n, s in all_specs.items() if not args.op or n in args.op]
+        raise UserError(
+            f"no op or spec named {', '.join(unknown)}; ops: {', '.join(sorted(specs.op_specs()))} "
+            "(and nn.*, optim.*, lr_scheduler.* specs)"
+        )
+    selected = [s for n, s in all_specs.items() if not ops or n in ops]
+    if impls:
+        ok = {i for s in selected if s.kind == "op" for i in s.impls()}
+        missing = [i for i in impls if i not in ok]
+        if missing:
+            where = "; ".join(f"{s.name} has {', '.join(s.impls())}" for s in selected if s.kind == "op")[:400]
+            raise UserError(
+                f"no implementation named {', '.join(missing)} is registered for the selected ops ({where}); "
+                "load the plugin that registers it with --plugin"
+            )
     tasks = []
-    notes = []
     for spec in selected:
-        impls = spec.impls()
-        if args.impl:
+        names = spec.impls()
+        if impls:
             if spec.kind != "op":
                 continue
-            impls = [i for i in impls if i in args.impl]
-            if not impls:
+            names = [i for i in names if i in impls]
+            if not names:
                 continue
-        for dtype in spec.dtypes():
-            tasks.append((spec.name, dtype, impls, args.profile, args.seed))
-    if args.impl:
-        missing = [i for i in args.impl if not any(i in s.impls() for s in selected if s.kind == "op")]
-        if missing:
-            print(f"conformance: no selected op has an implementation named {missing}", file=sys.stderr)
-            return 2
+        tasks.extend((spec.name, dtype, names) for dtype in spec.dtypes())
+    if not tasks:
+        raise UserError("nothing to check: no selected op has the selected implementations")
+    return sorted(tasks, key=lambda t: -all_specs[t[0]].weight)  # long tasks first, so the pool ends together
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["merge"]:
+            from .report import merge_main
+
+            return merge_main(argv[1:])
+        return _main(parse(argv))
+    except UserError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no report written", file=sys.stderr)
+        return 130
+
+
+def _writable(report_dir: str) -> None:
+    """Fail before the run, not after it, when the report cannot be written."""
+    try:
+        os.makedirs(report_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the report folder {report_dir}: {exc.strerror}; give another --report-dir"
+        ) from None
+    if not os.access(report_dir, os.W_OK):
+        raise UserError(f"the report folder {report_dir} is not writable; give another --report-dir")
+
+
+def _main(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    needs_torch()
+    _writable(args.report_dir)
+    plugins = [plugin_ref(p) for p in args.plugin]
+    for ref in plugins:
+        check_layers(load_plugin(ref))
+
+    from . import mutants, specs, tolerance
+    from .report import Coverage, Outcome, add_cases, print_summary, write
+
+    tasks = plan(args.op, args.impl)
+    k, n = args.shard
     jobs = args.jobs or os.cpu_count() or 1
-    print(f"conformance: {len(tasks)} tasks ({args.profile} profile) on {jobs} workers", flush=True)
-    # long tasks first, so the pool ends together
-    tasks.sort(key=lambda t: -all_specs[t[0]].weight)
-    results = []
+    shard_note = f", shard {k}/{n}" if n > 1 else ""
+    print(f"conformance: {len(tasks)} tasks ({args.profile} profile{shard_note}) on {jobs} workers", flush=True)
+    work = [
+        (name, dtype, impls, args.profile, args.seed, False, args.examples, args.shard) for name, dtype, impls in tasks
+    ]
+    results: list[TaskResult] = []
     if jobs == 1:
-        _worker_init([])
-        results = [_run_task_safe(t) for t in tasks]
+        worker_init([])
+        for w in work:
+            results.append(run_task_safe(w))
+            _progress(w, results[-1])
     else:
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(args.plugin,)) as pool:
-            futures = [pool.submit(_run_task_safe, t) for t in tasks]
-            for task, fut in zip(tasks, futures, strict=True):
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=worker_init, initargs=(plugins,)) as pool:
+            futures = [pool.submit(run_task_safe, w) for w in work]
+            for w, fut in zip(work, futures, strict=True):
                 try:
                     res = fut.result()
                 except Exception as exc:  # a worker died (a native crash): report the task, keep going
-                    res = ([], None, 0.0, f"{task[0]} {task[1]}: worker process died: {type(exc).__name__}: {exc}")
+                    res = TaskResult([], None, 0.0, f"{w[0]} {w[1]}: worker process died: {type(exc).__name__}: {exc}")
                 results.append(res)
-                print(f"  {task[0]:<28} {task[1]:<8} {res[2]:6.1f} s{'  CRASHED' if res[3] else ''}", flush=True)
+                _progress(w, res)
     tallies = []
     cov = Coverage()
     crashes = []
-    for t, c, _, err in results:
-        tallies.extend(t)
-        if c is not None:
-            cov.merge(c)
-        if err:
-            crashes.append(err)
-    tallies.sort(key=lambda t: (t.op, t.impl, t.dtype, _check_order(t.check)))
-    problems = meta_problems() if not args.op and not args.impl else []
+    cases: dict[str, dict[str, int]] = {}
+    for r in results:
+        tallies.extend(r.tallies)
+        add_cases(cases, r.cases)
+        if r.coverage is not None:
+            cov.merge(r.coverage)
+        if r.error:
+            crashes.append(r.error)
+    narrowed = bool(args.op or args.impl or args.plugin)
+    problems = meta_problems() if not narrowed and k == 1 else []
     problems += [f"crash: {c}" for c in crashes]
-    run_mutants = args.mutants == "yes" or (args.mutants == "auto" and not args.op and not args.impl)
-    mutant_rows = mutants.run_all(args.profile, jobs) if run_mutants else []
+    notes = []
+    run_mutants = args.mutants == "yes" or (args.mutants == "auto" and not narrowed)
+    names = [m.name for m in mutants.MUTANTS][k - 1 :: n]
+    mutant_rows = mutants.run_all(args.profile, jobs, names) if run_mutants else []
     if not run_mutants:
-        notes.append("mutants not run (the run was narrowed with --op/--impl, or --mutants no)")
-    if args.plugin:
-        notes.append(f"plugins: {', '.join(args.plugin)}")
+        notes.append("mutants not run (the run was narrowed with --op, --impl or --plugin, or --mutants no)")
+    if plugins:
+        notes.append(f"plugins: {', '.join(plugins)}")
+    if args.examples:
+        notes.append(f"{args.examples} cases per (op, dtype) instead of the profile's number (--examples)")
     outcome = Outcome(
         profile=args.profile,
         seed=args.seed,
         policy=tolerance.policy_text(),
         tallies=tallies,
         coverage=cov,
-        domains={n: s.domains for n, s in all_specs.items()},
+        domains={name: s.domains for name, s in specs.all_specs().items()},
         mutants=mutant_rows,
         meta_problems=problems,
         notes=notes,
         elapsed=time.perf_counter() - t0,
+        shards=[f"{k}/{n}"],
+        plugins=plugins,
+        cases=cases,
     )
     jpath, mpath = write(outcome, args.report_dir)
-    _print_summary(outcome, jpath, mpath)
+    print_summary(outcome, jpath, mpath)
     return 0 if outcome.passed else 1
 
 
-def _check_order(check: str) -> tuple[int, str]:
-    order = ["rejects", "forward", "grad_input"]
-    return (order.index(check), check) if check in order else (len(order), check)
+def _progress(w: tuple[Any, ...], res: TaskResult) -> None:
+    print(f"  {w[0]:<28} {w[1]:<8} {res.seconds:6.1f} s{'  CRASHED' if res.error else ''}", flush=True)
 
 
-def _print_summary(outcome: Any, jpath: str, mpath: str) -> None:
-    from .core import repro_text
+def repro(kind: str, name: str, impl: str, dtype: str, case: dict[str, Any], save: str | None = None) -> None:
+    """Re-run one case verbosely: every check's outcome on it, then the case's arrays (shown,
+    and saved as ``save`` or ``repro-<op>-<impl>-<dtype>.npz`` in the current folder) so you
+    can step into your kernel with them."""
+    import numpy as np
 
-    bad = [t for t in outcome.tallies if not t.passed and not (t.skipped and t.skipped == t.configs)]
-    for t in bad:
-        print(
-            f"FAILED {t.op} {t.impl} {t.dtype} {t.check}: {t.failed} failed, {t.unsupported} unsupported of {t.configs}"
-        )
-        if t.failure is not None:
-            print(repro_text("op", t.op, t.impl, t.dtype, t.check, t.failure["case"], t.failure["detail"]))
-    for m in outcome.mutants:
-        if not m["caught"]:
-            print(f"MUTANT NOT CAUGHT: {m['name']} ({m['op']}): {m['description']}")
-    for p in outcome.meta_problems:
-        print(f"META: {p}")
-    worst = max((t.worst_ratio for t in outcome.tallies if t.passed), default=0.0)
-    print(
-        f"conformance {'PASSED' if outcome.passed else 'FAILED'}: {len(outcome.tallies)} rows, {len(bad)} not passed, "
-        f"{sum(m['caught'] for m in outcome.mutants)}/{len(outcome.mutants)} mutants caught, worst passing ratio "
-        f"{worst:.3g}, {outcome.elapsed:.0f} s; reports: {jpath}, {mpath}"
-    )
-
-
-def repro(kind: str, name: str, impl: str, dtype: str, case: dict[str, Any]) -> None:
-    """Re-run one case verbosely: every check's outcome on it (for a failure's repro)."""
     from . import core, specs
 
     spec = specs.get(name)
@@ -321,6 +309,42 @@ def repro(kind: str, name: str, impl: str, dtype: str, case: dict[str, Any]) -> 
     rec.begin(case, spec.size(case))
     print(f"{name} impl={impl} dtype={dtype} case={case}")
     spec.check(case, dtype, [impl], rec)
+    arrays = case_arrays(spec, case, dtype)
+    if not arrays:
+        return
+    path = save or f"repro-{name}-{impl}-{dtype}.npz".replace("/", "_")
+    np.savez(path, **arrays)
+    with np.printoptions(precision=6, threshold=200, edgeitems=3, linewidth=110):
+        for key, value in arrays.items():
+            print(f"{key}: shape {value.shape} dtype {value.dtype}\n{value}")
+    config = spec.build(case).config if hasattr(spec, "build") else {}
+    print(f"config: {config}")
+    print(f"saved the arrays to {os.path.abspath(path)} (numpy.load gives {', '.join(arrays)})")
+
+
+def case_arrays(spec: Any, case: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """The arrays a kernel gets for this case, in the checked dtype (empty for non-op specs)."""
+    import numpy as np
+
+    if not hasattr(spec, "build"):
+        return {}
+    import torch
+
+    from .core import rng_for, to_torch
+    from .strategies import make_upstream
+
+    built = spec.build(case)
+    out = {}
+    for k, v in built.arrays.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.astype(dtype) if v.dtype.kind == "f" else v
+    try:
+        with torch.no_grad():
+            y = built.torch_fn(**to_torch({k: v for k, v in built.arrays.items()}))
+        out["grad_y"] = make_upstream(rng_for(case, 99), y.shape).astype(dtype)  # the upstream gradient backward got
+    except Exception:  # PyTorch rejects the case: there is no backward
+        pass
+    return out
 
 
 if __name__ == "__main__":

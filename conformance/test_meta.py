@@ -3,7 +3,7 @@ conformance spec (the runner also fails a full run on any gap)."""
 
 from __future__ import annotations
 
-from conformance import runner, specs
+from refcnn.conformance import runner, specs
 
 
 def test_every_spec_family_loads() -> None:

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from conformance import mutants
+from refcnn.conformance import mutants
 
 
 @pytest.mark.parametrize("name", [m.name for m in mutants.MUTANTS])

@@ -138,8 +138,9 @@ class BasicBlock(nn.Module):
 
     ``state_dict`` keys equal torchvision's BasicBlock's: ``conv1.weight``, ``bn1.*``,
     ``conv2.weight``, ``bn2.*`` and, with a projection, ``downsample.0.weight``,
-    ``downsample.1.*``. (torchvision applies one ``relu`` module twice; a refcnn module keeps
-    the context of one forward, so there are two, ``relu1`` and ``relu2``, with no state.)
+    ``downsample.1.*``. (torchvision applies one ``relu`` module twice; here there are two,
+    ``relu1`` and ``relu2``, with no state, so the backward reads as the forward reversed.
+    A module used twice in one forward would work too: each use keeps its own context.)
     """
 
     downsample: nn.Sequential | None

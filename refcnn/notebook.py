@@ -1,21 +1,33 @@
 """The original notebook's from-scratch CNN, loops and bugs preserved: the baseline refcnn fixes.
 
-Kept only so that ``examples/notebook_fixed.py`` and ``python -m refcnn bench`` can run the
-notebook's experiment as it was written and show what changed. Do not build on it.
+Kept so that ``examples/notebook_fixed.py`` and ``python -m refcnn bench`` can run the
+notebook's experiment as it was written, and so that ``examples/check_your_layers.ipynb``
+can check its layer classes against PyTorch. Do not build on it.
 
-The network: Conv2D(1 -> 8, 3x3) -> ReLU -> MaxPool2D(2) -> Flatten -> Linear(-> 10),
+The notebook's protocol: a layer's ``forward(X)`` keeps what its backward needs;
+``backward(dout)`` stores the parameter gradients in ``dW`` and ``db`` (next to the
+parameters ``W`` and ``b``) and returns the gradient with respect to its input. The
+optimiser step is separate (:func:`sgd_step`: ``W -= lr * dW``).
+
+The network: Conv2D(1 -> 8, 3x3) -> Relu -> MaxPool2D(2) -> Flatten -> Linear(-> 10),
 softmax cross-entropy, plain SGD, batches of 20 from the first 1,000 MNIST training images.
-Its bugs, each fixed in ``refcnn.models.SimpleCNN``:
+Its bugs, each fixed in ``refcnn.models.SimpleCNN`` and found by the conformance suite
+(``conformance.layers.register_layer``) where a layer is wrong:
 
 1. ``Conv2D.backward`` computes the input gradient but returns nothing, so no layer before
-   it could ever learn (harmless only because the conv is the first layer).
-2. ``Linear`` scales its initial weights by ``sqrt(2 / out_features)`` (the fan *out*, 10)
-   instead of ``1 / sqrt(in_features)``: the weights are ~30x too large, so the first loss
+   it could ever learn (harmless here only because the conv is the first layer).
+2. ``MaxPool2D`` writes its output into ``np.zeros(shape)``: float64 whatever the input's
+   dtype, so a float32 network silently becomes float64 after the first pool.
+3. ``SoftMaxCrossEntropy`` adds 1e-10 inside the log (``-log(p[y] + 1e-10)``) to dodge
+   log(0): every loss is off by about 1e-10 / p[y], and a confident wrong answer (p[y]
+   below 1e-10) costs at most 23 instead of its true, larger value.
+4. ``Linear`` scales its initial weights by ``sqrt(2 / output_dim)`` (the fan *out*, 10)
+   instead of ``1 / sqrt(input_dim)``: the weights are ~30x too large, so the first loss
    is about 18 instead of ln(10) = 2.3 and SGD spends its first epochs recovering.
-3. The notebook passed its one ``stride`` variable (1, meant for the conv) to the pool too,
+5. The notebook passed its one ``stride`` variable (1, meant for the conv) to the pool too,
    so ``MaxPool2D(2)`` slid with stride 1: 25x25 overlapping windows instead of 13x13, and
    a Linear of 8*25*25 = 5000 inputs instead of 1352.
-4. Every layer loops over batch items and pixels in Python: seconds per batch of 20.
+6. Every layer loops over batch items and pixels in Python: seconds per batch of 20.
 """
 
 from __future__ import annotations
@@ -26,116 +38,136 @@ import numpy as np
 
 
 class Conv2D:
-    def __init__(self, in_channels, out_channels, kernel_size, stride, rng):
-        self.k, self.stride = kernel_size, stride
-        self.W = rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * 0.1
-        self.b = np.zeros(out_channels)
+    """Square kernel, one int stride and padding; cross-correlation as loops."""
 
-    def forward(self, x):
-        self.x = x
-        N, _C, H, W = x.shape
+    def __init__(self, C_in, C_out, kernel_size, stride=1, padding=0, rng=None):
+        rng = np.random.default_rng() if rng is None else rng
+        self.k, self.stride, self.padding = kernel_size, stride, padding
+        self.W = rng.standard_normal((C_out, C_in, kernel_size, kernel_size)) * 0.1
+        self.b = np.zeros(C_out)
+
+    def forward(self, X):
+        p = self.padding
+        self.X = np.pad(X, ((0, 0), (0, 0), (p, p), (p, p)))
+        N, _, H, W = self.X.shape
         F, k, s = self.W.shape[0], self.k, self.stride
-        Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
-        out = np.zeros((N, F, Ho, Wo))
+        H_out, W_out = (H - k) // s + 1, (W - k) // s + 1
+        out = np.zeros((N, F, H_out, W_out), dtype=np.result_type(X, self.W))
         for n in range(N):
             for f in range(F):
-                for i in range(Ho):
-                    for j in range(Wo):
-                        region = x[n, :, i * s : i * s + k, j * s : j * s + k]
+                for i in range(H_out):
+                    for j in range(W_out):
+                        region = self.X[n, :, i * s : i * s + k, j * s : j * s + k]
                         out[n, f, i, j] = np.sum(region * self.W[f]) + self.b[f]
         return out
 
-    def backward(self, dout, lr):
-        x, k, s = self.x, self.k, self.stride
-        N, F, Ho, Wo = dout.shape
-        dW, db, dx = np.zeros_like(self.W), np.zeros_like(self.b), np.zeros_like(x)
+    def backward(self, dout):
+        X, k, s, p = self.X, self.k, self.stride, self.padding
+        N, F, H_out, W_out = dout.shape
+        self.dW, self.db, dX = np.zeros_like(self.W), np.zeros_like(self.b), np.zeros_like(X)
         for n in range(N):
             for f in range(F):
-                for i in range(Ho):
-                    for j in range(Wo):
-                        region = x[n, :, i * s : i * s + k, j * s : j * s + k]
-                        dW[f] += dout[n, f, i, j] * region
-                        db[f] += dout[n, f, i, j]
-                        dx[n, :, i * s : i * s + k, j * s : j * s + k] += dout[n, f, i, j] * self.W[f]
-        self.W -= lr * dW
-        self.b -= lr * db
-        # bug 1: dx is never returned
+                for i in range(H_out):
+                    for j in range(W_out):
+                        region = X[n, :, i * s : i * s + k, j * s : j * s + k]
+                        self.dW[f] += dout[n, f, i, j] * region
+                        self.db[f] += dout[n, f, i, j]
+                        dX[n, :, i * s : i * s + k, j * s : j * s + k] += dout[n, f, i, j] * self.W[f]
+        dX = dX[:, :, p : dX.shape[2] - p, p : dX.shape[3] - p]
+        # bug 1: dX is never returned
 
 
-class ReLU:
-    def forward(self, x):
-        self.x = x
-        return np.maximum(0, x)
+class Relu:
+    def forward(self, X):
+        self.mask = X > 0
+        return X * self.mask
 
-    def backward(self, dout, lr):
-        return dout * (self.x > 0)
+    def backward(self, dout):
+        return dout * self.mask
 
 
 class MaxPool2D:
-    def __init__(self, size, stride):
-        self.size, self.stride = size, stride
+    """Windows of pool_size x pool_size every stride pixels; each window's argmax is kept."""
 
-    def forward(self, x):
-        self.x = x
-        N, C, H, W = x.shape
-        p, s = self.size, self.stride
-        Ho, Wo = (H - p) // s + 1, (W - p) // s + 1
-        out = np.zeros((N, C, Ho, Wo))
+    def __init__(self, pool_size, stride):
+        self.pool_size, self.stride = pool_size, stride
+
+    def forward(self, X):
+        self.X = X
+        N, C, H, W = X.shape
+        p, s = self.pool_size, self.stride
+        H_out, W_out = (H - p) // s + 1, (W - p) // s + 1
+        out = np.zeros((N, C, H_out, W_out))  # bug 2: float64, whatever X's dtype
+        self.argmax = {}
         for n in range(N):
             for c in range(C):
-                for i in range(Ho):
-                    for j in range(Wo):
-                        out[n, c, i, j] = np.max(x[n, c, i * s : i * s + p, j * s : j * s + p])
+                for i in range(H_out):
+                    for j in range(W_out):
+                        window = X[n, c, i * s : i * s + p, j * s : j * s + p]
+                        a, b = np.unravel_index(np.argmax(window), window.shape)
+                        self.argmax[(n, c, i, j)] = (i * s + a, j * s + b)
+                        out[n, c, i, j] = window[a, b]
         return out
 
-    def backward(self, dout, lr):
-        x, p, s = self.x, self.size, self.stride
-        N, C, Ho, Wo = dout.shape
-        dx = np.zeros_like(x)
-        for n in range(N):
-            for c in range(C):
-                for i in range(Ho):
-                    for j in range(Wo):
-                        window = x[n, c, i * s : i * s + p, j * s : j * s + p]
-                        a, b = np.unravel_index(np.argmax(window), window.shape)
-                        dx[n, c, i * s + a, j * s + b] += dout[n, c, i, j]
-        return dx
+    def backward(self, dout):
+        dX = np.zeros_like(self.X)
+        for (n, c, i, j), (h, w) in self.argmax.items():
+            dX[n, c, h, w] += dout[n, c, i, j]
+        return dX
 
 
 class Flatten:
-    def forward(self, x):
-        self.shape = x.shape
-        return x.reshape(x.shape[0], -1)
+    def forward(self, X):
+        self.shape = X.shape
+        return X.reshape(X.shape[0], -1)
 
-    def backward(self, dout, lr):
+    def backward(self, dout):
         return dout.reshape(self.shape)
 
 
 class Linear:
-    def __init__(self, in_features, out_features, rng):
-        self.W = rng.standard_normal((in_features, out_features)) * np.sqrt(2.0 / out_features)  # bug 2
-        self.b = np.zeros(out_features)
+    """Y = X @ W + b with W stored as (input_dim, output_dim)."""
 
-    def forward(self, x):
-        self.x = x
-        return x @ self.W + self.b
+    def __init__(self, input_dim, output_dim, rng=None):
+        rng = np.random.default_rng() if rng is None else rng
+        self.W = rng.standard_normal((input_dim, output_dim)) * np.sqrt(2.0 / output_dim)  # bug 4
+        self.b = np.zeros(output_dim)
 
-    def backward(self, dout, lr):
-        dx = dout @ self.W.T
-        self.W -= lr * self.x.T @ dout
-        self.b -= lr * dout.sum(axis=0)
-        return dx
+    def forward(self, X):
+        self.X = X
+        return X @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.X.T @ dout
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
 
 
-def softmax_cross_entropy(logits, labels):
-    """Mean loss over the batch and its gradient w.r.t. the logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    n = logits.shape[0]
-    loss = -np.log(probs[np.arange(n), labels] + 1e-12).mean()
-    grad = probs.copy()
-    grad[np.arange(n), labels] -= 1
-    return loss, grad / n
+class SoftMaxCrossEntropy:
+    """Mean cross-entropy of softmax(X) against integer labels y."""
+
+    def forward(self, X, y):
+        shifted = X - X.max(axis=1, keepdims=True)
+        self.probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        self.y = y
+        N = X.shape[0]
+        loss = np.mean(-np.log(self.probs[np.arange(N), y] + 1e-10))  # bug 3
+        return loss, self.probs
+
+    def backward(self, y=None):
+        y = self.y if y is None else y
+        N = self.probs.shape[0]
+        onehot = np.zeros_like(self.probs)
+        onehot[np.arange(N), y] = 1
+        return (self.probs - onehot) / N
+
+
+def sgd_step(layers, lr):
+    """The notebook's optimiser, separate from backward: W -= lr * dW, b -= lr * db."""
+    for layer in layers:
+        if hasattr(layer, "dW"):
+            layer.W -= lr * layer.dW
+            layer.b -= lr * layer.db
 
 
 class NotebookCNN:
@@ -145,24 +177,27 @@ class NotebookCNN:
         rng = np.random.default_rng(seed)
         stride = 1
         self.layers: list[Any] = [
-            Conv2D(1, 8, 3, stride, rng),
-            ReLU(),
-            MaxPool2D(2, stride),  # bug 3: the pool gets the conv's stride of 1
+            Conv2D(1, 8, 3, stride, rng=rng),
+            Relu(),
+            MaxPool2D(2, stride),  # bug 5: the pool gets the conv's stride of 1
             Flatten(),
-            Linear(8 * 25 * 25, 10, rng),
+            Linear(8 * 25 * 25, 10, rng=rng),
         ]
+        self.loss = SoftMaxCrossEntropy()
 
-    def forward(self, x):
+    def forward(self, X):
         for layer in self.layers:
-            x = layer.forward(x)
-        return x
+            X = layer.forward(X)
+        return X
 
-    def train_step(self, x, y, lr):
-        """One plain-SGD step on a batch; returns the batch loss."""
-        loss, grad = softmax_cross_entropy(self.forward(x), y)
+    def train_step(self, X, y, lr):
+        """One plain-SGD step on a batch (backward, then the separate step); returns the batch loss."""
+        loss, _ = self.loss.forward(self.forward(X), y)
+        grad = self.loss.backward()
         for layer in reversed(self.layers):
-            grad = layer.backward(grad, lr)
+            grad = layer.backward(grad)  # the conv, first, returns None (bug 1): nothing needs it
+        sgd_step(self.layers, lr)
         return loss
 
-    def predict(self, x):
-        return self.forward(x).argmax(axis=1)
+    def predict(self, X):
+        return self.forward(X).argmax(axis=1)

@@ -2,6 +2,7 @@
 a fake clock, the summary's verdicts and the JSON document built from injected timings."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from refcnn import bench, models
+from refcnn.bench import cases, command, machine
 
 # ---- flop counts, by hand -----------------------------------------------------------------
 
@@ -144,7 +146,7 @@ def test_peak_memory_sees_numpy_buffers():
 
 def test_mygrad_window_pads_to_the_rows_torch_uses():
     # k3 s2 p1 on 16: padded 18, PyTorch's floor uses 17 rows/columns (8 windows)
-    w = bench._MygradWindow((2, 3, 16, 12), 3, 2, 1, -np.inf)
+    w = cases._MygradWindow((2, 3, 16, 12), 3, 2, 1, -np.inf)
     x = np.arange(2 * 3 * 16 * 12, dtype=np.float32).reshape(2, 3, 16, 12)
     xp = w.pad(x)
     assert xp.shape == (2, 3, 17, 13) and not w.native
@@ -154,7 +156,7 @@ def test_mygrad_window_pads_to_the_rows_torch_uses():
 
 def test_mygrad_window_crop_zeroes_rows_no_window_reached():
     # k2 s3 p0 on 6x7: windows use rows 0..4 and columns 0..4; the rest gets no gradient
-    w = bench._MygradWindow((1, 1, 6, 7), 2, 3, 0, 0.0)
+    w = cases._MygradWindow((1, 1, 6, 7), 2, 3, 0, 0.0)
     assert w.pad(np.zeros((1, 1, 6, 7), np.float32)).shape == (1, 1, 5, 5)
     grad = w.crop(np.ones((1, 1, 5, 5), np.float32))
     assert grad.shape == (1, 1, 6, 7) and grad[..., :5, :5].all() and not grad[..., 5, :].any()
@@ -162,8 +164,8 @@ def test_mygrad_window_crop_zeroes_rows_no_window_reached():
 
 
 def test_mygrad_window_native_when_windows_tile():
-    assert bench._MygradWindow((1, 1, 28, 28), 3, 1, 1, 0.0).native
-    assert not bench._MygradWindow((1, 1, 28, 28), 2, 2, 0, -np.inf).native  # pools always go by hand
+    assert cases._MygradWindow((1, 1, 28, 28), 3, 1, 1, 0.0).native
+    assert not cases._MygradWindow((1, 1, 28, 28), 2, 2, 0, -np.inf).native  # pools always go by hand
 
 
 # ---- the summary and the JSON document, from injected timings -------------------------------
@@ -178,75 +180,102 @@ def fake_results(op_ratios, train_ratios=(1.5, 2.0), mygrad_ms=None):
                                     mygrad_ms=None if mygrad_ms is None else mygrad_ms[i],
                                     peak_mem_bytes=1 << 20, input_bytes=200_704))  # fmt: skip
     for name, ratio in zip(("LeNet5", "SimpleCNN"), train_ratios, strict=True):
-        results.append(bench.Result(f"train step {name} batch 64", "train_step", [64, 1, 28, 28], 4.0 * ratio, 4.0))
+        results.append(bench.Result(f"train step {name} batch 64", "train_step", [64, 1, 28, 28], 4.0 * ratio, 4.0,
+                                    config={"model": name.lower()}))  # fmt: skip
     return results
 
 
-NOTEBOOK = {"batch": 20, "speedup": 1500.0}
+NOTEBOOK = {"batch": 20, "epoch_images": 1000, "epoch_speedup": 2500.0}
 
 
 def verdicts(checks):
-    return [c.passed for c in checks]
+    return [c.met for c in checks]
+
+
+def with_memory(results, workspace_ratios):
+    """Give the 6 conv cases an im2col size and extra memory of the given ratio to it."""
+    for r, ratio in zip(results[:6], workspace_ratios, strict=True):
+        r.im2col_bytes, r.peak_mem_bytes = 1 << 20, int(ratio * (1 << 20))
+    return results
 
 
 def test_summary_all_targets_met():
-    ratios = [1.0, 2.0, 1.5, 3.0, 1.0, 2.0, 0.5, 1.0]
-    checks = bench.summarize(fake_results(ratios, mygrad_ms=[100.0] * 8), NOTEBOOK, mygrad="2.5.0")
+    ratios = [0.5, 1.6, 1.0, 1.2, 0.8, 1.0, 0.5, 1.0]
+    results = with_memory(fake_results(ratios, (1.3, 2.0), mygrad_ms=[100.0] * 8), [0.5, 1.0, 0.2, 0.2, 0.2, 0.2])
+    checks = bench.summarize(results, NOTEBOOK, mygrad="2.5.0")
     assert [c.op for c in checks] == ["<=", "<=", "<=", "<=", "<", ">="]
     assert checks[0].value == pytest.approx(np.exp(np.mean(np.log(ratios))))
-    assert checks[1].value == pytest.approx(3.0) and checks[1].note == "conv2d case 3"
+    assert checks[1].value == pytest.approx(1.6) and checks[1].note == "conv2d case 1"
+    assert "LeNet5" in checks[2].name and checks[2].value == pytest.approx(1.3)  # SimpleCNN's 2.0 has no target
+    assert checks[3].value == pytest.approx(1.0) and checks[3].note == "conv2d case 1"
+    assert checks[5].value == 2500.0
     assert verdicts(checks) == [True] * 6
+    assert all(c.line().startswith("  meets ") for c in checks)
 
 
-def test_summary_reports_each_miss():
-    ratios = [2.5, 2.5, 2.5, 4.0, 2.5, 2.5, 2.5, 2.5]  # geomean > 2, worst > 3.5
-    mygrad_ms = [100.0] * 7 + [20.0]  # refcnn's 25 ms pool case is slower than mygrad's 20 ms
-    checks = bench.summarize(fake_results(ratios, (2.6, 2.4), mygrad_ms), {"batch": 20, "speedup": 999.0}, "2.5.0")
-    assert verdicts(checks) == [False, False, False, True, False, False]
-    assert checks[4].value == pytest.approx(25.0 / 20.0) and "max_pool2d case 7" in checks[4].note
+def test_summary_reports_each_miss_and_by_how_much():
+    ratios = [1.2, 1.2, 1.2, 2.0, 1.2, 1.2, 1.2, 1.2]  # geomean > 1, worst > 1.6
+    mygrad_ms = [100.0] * 7 + [10.0]  # refcnn's 12 ms pool case is slower than mygrad's 10 ms
+    results = with_memory(fake_results(ratios, (1.69, 1.0), mygrad_ms), [0.5, 1.5, 0.2, 0.2, 0.2, 0.2])
+    checks = bench.summarize(results, {**NOTEBOOK, "epoch_speedup": 1000.0}, "2.5.0")
+    assert verdicts(checks) == [False] * 6
+    assert checks[1].by == pytest.approx(2.0 / 1.6) and checks[2].by == pytest.approx(1.69 / 1.3)
+    assert checks[3].by == pytest.approx(1.5) and checks[5].by == pytest.approx(2.0)  # 1000 of at least 2000
+    assert checks[4].value == pytest.approx(12.0 / 10.0) and "max_pool2d case 7" in checks[4].note
+    line = checks[1].line()
+    assert line.startswith("  misses") and "off by 1.25x" in line and "target <= 1.6" in line
 
 
-def test_summary_without_mygrad_or_notebook_says_not_measured():
+def test_summary_without_mygrad_notebook_or_memory_says_not_measured():
     checks = bench.summarize(fake_results([1.0] * 8), None, mygrad=None)
     mygrad = [c for c in checks if "mygrad" in c.name]
-    assert len(mygrad) == 1 and mygrad[0].passed is None and "pip install mygrad" in mygrad[0].note
+    assert len(mygrad) == 1 and mygrad[0].met is None and "pip install mygrad" in mygrad[0].note
     assert "n/a" in mygrad[0].line() and "not measured" in mygrad[0].line()
-    assert not any("notebook" in c.name for c in checks)
+    assert not any("notebook" in c.name or "memory" in c.name for c in checks)
 
 
 def test_check_targets_are_inclusive_where_the_issue_says_so():
-    assert bench.Check("a", 2.0, "<=", 2.0).passed is True
-    assert bench.Check("a", 1000.0, ">=", 1000.0).passed is True
-    assert bench.Check("a", 1.0, "<", 1.0).passed is False
-    assert "PASS" in bench.Check("geo", 1.2, "<=", 2.0).line()
-    assert "FAIL" in bench.Check("geo", 2.2, "<=", 2.0).line()
+    assert bench.Check("a", 2.0, "<=", 2.0).met is True
+    assert bench.Check("a", 1000.0, ">=", 1000.0).met is True
+    assert bench.Check("a", 1.0, "<", 1.0).met is False
+    assert "meets" in bench.Check("geo", 0.9, "<=", 1.0).line()
+    assert "misses" in bench.Check("geo", 1.2, "<=", 1.0).line()
+    assert bench.Check("geo", 0.9, "<=", 1.0).by is None and bench.Check("geo", None, "<=", 1.0).by is None
 
 
 def test_report_json_shape():
-    results = fake_results([1.0, 2.0, 1.5, 3.0, 1.0, 2.0, 0.5, 1.0])
+    results = with_memory(fake_results([1.0, 2.0, 1.5, 3.0, 1.0, 2.0, 0.5, 1.0]), [0.5] * 6)
+    results[0].ratio_spread = (0.9, 1.1)
+    two = fake_results([0.8] * 8)
     checks = bench.summarize(results, NOTEBOOK, None)
     versions = {"refcnn": "0.1.0", "numpy": np.__version__, "torch": "fake", "python": "3", "mygrad": None}
-    machine = {"threads": 2, "matmul_peak_gflops": 30.0}
-    doc = json.loads(json.dumps(bench.report(results, checks, versions, machine, NOTEBOOK, {"scenarios": {}})))
-    assert set(doc) == {"results", "versions", "machine", "summary", "notebook", "denormals"}
-    assert doc["versions"] == versions and doc["machine"] == machine
-    design_keys = ["name", "shape", "dtype", "refcnn_ms", "torch_ms", "ratio"]
-    for entry in doc["results"]:
-        assert list(entry)[:6] == design_keys
+    machine_info = {"threads": [1, 2], "matmul_peak_gflops": 30.0}
+    doc = json.loads(json.dumps(bench.report(results, checks, versions, machine_info, NOTEBOOK, {"scenarios": {}},
+                                             {2: two}, {"ratio": 1.2})))  # fmt: skip
+    assert set(doc) == {
+        "results", "versions", "machine", "summary", "results_by_threads", "notebook", "epoch", "denormals",
+    }  # fmt: skip
+    assert doc["versions"] == versions and doc["machine"] == machine_info and doc["epoch"] == {"ratio": 1.2}
+    keys = ["name", "shape", "dtype", "refcnn_ms", "torch_ms", "ratio"]  # the keys the README promises, first
+    for entry in doc["results"] + doc["results_by_threads"]["2"]:
+        assert list(entry)[:6] == keys
         assert entry["dtype"] == "float32" and entry["ratio"] == pytest.approx(entry["refcnn_ms"] / entry["torch_ms"])
+    assert [e["ratio"] for e in doc["results_by_threads"]["2"][:8]] == [pytest.approx(0.8)] * 8
     conv = doc["results"][0]  # 3 GFLOP in 10 ms: 300 GFLOP/s, 10x a 30 GFLOP/s peak
     assert conv["gflops"] == pytest.approx(300.0) and conv["peak_fraction"] == pytest.approx(10.0)
     assert conv["torch_gflops"] == pytest.approx(300.0)
-    assert conv["peak_mem_bytes"] == 1 << 20 and conv["input_bytes"] == 200_704 and conv["mygrad_ms"] is None
+    assert conv["ratio_q25"] == 0.9 and conv["ratio_q75"] == 1.1
+    assert conv["im2col_bytes"] == 1 << 20 and conv["workspace_im2col_ratio"] == pytest.approx(0.5)
+    assert conv["input_bytes"] == 200_704 and conv["mygrad_ms"] is None
     pool = doc["results"][6]
-    assert pool["gflops"] is None and pool["peak_fraction"] is None
+    assert pool["gflops"] is None and pool["peak_fraction"] is None and pool["workspace_im2col_ratio"] is None
     summary = doc["summary"]
     assert summary["geomean_ratio"] == pytest.approx(checks[0].value)
     assert summary["max_ratio"] == pytest.approx(3.0)
     assert summary["train_step_ratios"] == {"train step LeNet5 batch 64": 1.5, "train step SimpleCNN batch 64": 2.0}
-    assert summary["notebook_speedup"] == 1500.0 and summary["targets"] == bench.TARGETS
-    assert [c["passed"] for c in summary["checks"]] == [c.passed for c in checks]
-    assert summary["all_passed"] is False  # the mygrad check was not measured
+    assert summary["notebook_speedup"] == 2500.0 and summary["targets"] == bench.TARGETS
+    assert [c["met"] for c in summary["checks"]] == [c.met for c in checks]
+    assert summary["all_met"] is False  # geomean 1.35 misses; the mygrad check was not measured
 
 
 def test_format_table_lists_every_case_aligned():
@@ -270,7 +299,7 @@ def test_blas_threads_is_a_positive_count_with_its_source():
 
 def test_blas_threads_falls_back_to_the_environment(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
-    monkeypatch.setattr(bench, "_openblas_threads", lambda: None)
+    monkeypatch.setattr(machine, "_openblas_threads", lambda: None)
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
@@ -284,7 +313,130 @@ def test_matmul_peak_is_positive():
     assert bench.matmul_peak_gflops(size=64, tries=2) > 0
 
 
-# ---- the command without torch --------------------------------------------------------------
+# what threadpoolctl's threadpool_info() says on a machine with NumPy's OpenBLAS
+OPENBLAS_INFO = [{
+    "user_api": "blas", "internal_api": "openblas", "num_threads": 2, "prefix": "libscipy_openblas",
+    "filepath": "/site-packages/numpy.libs/libscipy_openblas64_-32a4b2a6.so", "version": "0.3.31.188.0",
+    "threading_layer": "pthreads", "architecture": "Haswell",
+}]  # fmt: skip
+
+
+def test_blas_facts_name_the_library_core_type_and_threads(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
+    facts = bench.blas_facts(OPENBLAS_INFO)
+    assert facts["library"] == "openblas 0.3.31.188.0" and facts["file"] == "libscipy_openblas64_-32a4b2a6.so"
+    assert facts["core_type"] == "Haswell" and facts["threads"] == 2 and facts["threading_layer"] == "pthreads"
+    assert facts["source"] == "threadpoolctl" and facts["overrides"] == {}
+    assert bench.override_warning(facts) is None
+
+
+def test_an_overridden_core_type_is_warned_about(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "512")
+    facts = bench.blas_facts(OPENBLAS_INFO)
+    assert facts["overrides"] == {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
+    warning = bench.override_warning(facts)
+    assert warning is not None and "\n" not in warning and warning.startswith("warning: OPENBLAS_CORETYPE=Haswell")
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m refcnn bench" in warning
+    assert bench.overrides({"OPENBLAS_CORETYPE": "", "OTHER": "1"}) == {}  # set but empty: not an override
+
+
+def test_blas_facts_without_threadpoolctl_say_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    facts = bench.blas_facts()
+    assert facts["source"] == "numpy build info (no threadpoolctl)" and facts["core_type"] is None
+
+
+def test_spread_is_the_quartiles_of_side_by_side_ratios():
+    assert bench.spread([1.0, 2.0, 3.0, 4.0, 5.0], [1.0] * 5) == (2.0, 4.0)
+    assert bench.spread([2.0], [1.0]) == (2.0, 2.0)
+
+
+# ---- the command: user errors are one line, exit 2, no traceback ----------------------------
+
+
+def bench_cli(*args, env=None):
+    """python -m refcnn bench ARGS in a subprocess, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "refcnn", "bench", *args], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--repeats", "0"], ["--repeats", "must be an integer >= 1, got '0'"]),
+        (["--repeats", "many"], ["--repeats", "got 'many'"]),
+        (["--threads", "1,0"], ["--threads", "got '1,0'"]),
+        (["--threads", "2,2"], ["--threads", "distinct"]),
+        (["--cpu-time"], ["--cpu-time", "--threads 1", "got --threads 1,2"]),
+        (["--frobnicate"], ["unrecognized arguments: --frobnicate"]),
+        (["--json", "."], ["--json .", "is a directory"]),
+    ],
+    ids=["repeats-0", "repeats-word", "threads-0", "threads-twice", "cpu-time-two-threads", "unknown", "json-dir"],
+)
+def test_user_errors_are_one_line_exit_2(args, needles):
+    assert_one_line_error(bench_cli(*args), *needles)
+
+
+def test_json_under_a_file_is_refused_before_measuring(tmp_path):
+    # a folder that cannot exist: the path's parent is a regular file
+    (tmp_path / "notes.txt").write_text("")
+    target = tmp_path / "notes.txt" / "bench.json"
+    assert_one_line_error(bench_cli("--json", str(target)), "cannot write into", "notes.txt")
+
+
+def test_missing_data_is_one_line(tmp_path):
+    proc = bench_cli("--quick", "--data", str(tmp_path / "nowhere"))
+    if "needs torch" in proc.stderr:
+        assert_one_line_error(proc, "pip install -e .[bench]")  # the py env has no torch: that line comes first
+    else:
+        assert_one_line_error(proc, "--data", "nowhere")
+
+
+def test_without_torch_says_how_to_install_it(tmp_path):
+    # a module named torch that fails to import shadows the real one
+    (tmp_path / "torch.py").write_text("raise ImportError('no torch here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    assert_one_line_error(bench_cli("--quick", env=env), "needs torch", "pip install -e .[bench]")
+
+
+def test_every_option_has_help_with_its_default_and_no_internal_references():
+    proc = bench_cli("--help")
+    assert proc.returncode == 0
+    text = proc.stdout
+    for option in ("--json", "--repeats", "--quick", "--threads", "--data", "--cpu-time"):
+        assert option in text
+    assert text.count("(default") == 6, text
+    assert "DESIGN" not in text and "§" not in text
+
+
+def test_user_facing_text_never_cites_the_design_file():
+    import pathlib
+
+    for path in pathlib.Path(bench.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "DESIGN" not in text and "§" not in text, path
+
+
+def test_missed_targets_still_exit_0_and_write_the_json(monkeypatch, tmp_path):
+    # a measurement, not a test: every target missed, the command still succeeds
+    results = fake_results([3.0] * 8, (2.0, 2.0))
+    checks = bench.summarize(results, {**NOTEBOOK, "epoch_speedup": 10.0}, None)
+    assert not any(c.met for c in checks)
+    doc = bench.report(results, checks, {}, {})
+    monkeypatch.setattr(command, "run", lambda opts, data: doc)
+    out = tmp_path / "reports" / "bench.json"
+    assert bench.main(["--quick", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"]["all_met"] is False
 
 
 def test_importing_bench_does_not_import_torch():
@@ -297,12 +449,6 @@ def test_main_without_torch_says_how_to_install_it(monkeypatch, capsys):
     assert bench.main(["--quick"]) == 2
     err = capsys.readouterr().err
     assert "needs torch" in err and "pip install -e .[bench]" in err
-
-
-def test_main_rejects_zero_repeats(capsys):
-    with pytest.raises(SystemExit) as info:
-        bench.main(["--repeats", "0"])
-    assert info.value.code == 2 and "--repeats must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_forward_and_backward_ratios():
@@ -324,14 +470,6 @@ def test_best_ratios_when_given():
     doc = bench.report(results, [], {}, {})
     assert doc["summary"]["geomean_best_ratio"] == pytest.approx(1.0)  # the 8 conv/pool cases only
     assert doc["results"][1]["best_ratio"] == pytest.approx(2.0) and doc["results"][1]["torch_best_ms"] == 2.0
-
-
-def test_cpu_time_needs_one_thread(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "_torch", lambda: object())  # never reaches torch itself
-    monkeypatch.setattr(bench, "blas_threads", lambda: (2, "test"))
-    assert bench.main(["--quick", "--cpu-time"]) == 2
-    err = capsys.readouterr().err
-    assert "BLAS uses 2" in err and "OPENBLAS_NUM_THREADS=1" in err
 
 
 def test_options_clock():

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import refcnn
 from refcnn import kernels, nn
+from refcnn.kernels import _im2col
 from refcnn.kernels.conv import conv_output_size, release_workspace
 from refcnn.testing import assert_gradient, assert_matches_reference
 
@@ -143,6 +144,72 @@ def test_fast_matches_reference_on_random_configs(case, seed):
         check_against_reference("fast", dtype, x, w, b, gy, **config)
 
 
+# chunk sizes (images per chunk) that split the configs' batches unevenly, down to one image
+CHUNKS = {"one-image-chunks": 1, "two-image-chunks": 2}
+
+
+@pytest.mark.parametrize("images", CHUNKS.values(), ids=CHUNKS.keys())
+@pytest.mark.parametrize(
+    "case", ["k3x5-s2x1-p1x2-f", "k3x2-s1x1-d2x1-g2", "kernel-fills-padded-input", "narrow-k1x7-d1x1"]
+)
+def test_fast_processes_the_batch_in_chunks_like_one_piece(monkeypatch, images, case):
+    # The fast kernel loops over chunks of the batch (sized by _im2col.CHUNK_BYTES): chunks of
+    # `images` images split a batch of 5 unevenly, the last chunk leaving stale slots.
+    _, C_in, H, W, C_out, kernel, stride, padding, dilation, groups, bias = CONFIGS[case]
+    x, w, b, gy, config = make_inputs(np.random.default_rng(3), 5, C_in, H, W, C_out, kernel, stride, padding,
+                                      dilation, groups, bias)  # fmt: skip
+    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: images))
+    check_against_reference("fast", np.float64, x, w, b, gy, **config)
+
+
+@pytest.mark.parametrize(
+    "shape, C_out, kernel, padding",
+    [
+        ((64, 1, 28, 28), 16, (3, 3), (1, 1)),
+        ((64, 16, 14, 14), 32, (3, 3), (1, 1)),
+        ((7, 3, 30, 20), 5, (3, 5), (0, 2)),
+    ],
+    ids=["1-channel", "16-channels", "k3x5-batch-7"],
+)
+def test_chunks_split_the_batch_evenly_within_the_budget(shape, C_out, kernel, padding):
+    N, C, H, W = shape
+    w = np.zeros((C_out, C, *kernel), np.float32)
+    out_hw = tuple(conv_output_size(n, k, 1, p, 1) for n, k, p in zip((H, W), kernel, padding, strict=True))
+    geo = _im2col.geometry(shape, w, out_hw, (1, 1), padding, (1, 1), 1)
+    im2col = C * math.prod(kernel) * N * math.prod(out_hw) * 4
+    assert geo.chunk == 1 or geo.chunk * geo.image_bytes <= min(_im2col.CHUNK_BYTES, 3 * im2col // 4)
+    sizes = [stop - start for start, stop in geo.chunks()]
+    assert sum(sizes) == N and max(sizes) - min(sizes) < len(sizes)
+
+
+def test_fast_extra_memory_stays_below_the_im2col_matrix():
+    # the bench's 1-channel case: its columns are small next to its rows and output
+    from refcnn.bench import peak_memory
+
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s, dtype=np.float32) for s in ((64, 1, 28, 28), (16, 1, 3, 3), (16,)))
+    gy = rng.standard_normal((64, 16, 28, 28), dtype=np.float32)
+
+    def forward_backward():
+        return run("fast", x, w, b, gy, padding=(1, 1))
+
+    outputs = sum(a.nbytes for a in forward_backward())
+    assert peak_memory(forward_backward) - outputs <= 9 * 64 * 28 * 28 * 4
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_backward_without_the_input_gradient(impl):
+    # A network's first layer: nothing needs dL/dx, so gx is None and gw, gb are unchanged.
+    x, w, b, gy, config = make_inputs(np.random.default_rng(4), *CONFIGS["k3x5-s2x1-p1x2-f"])
+    kernel = kernels.get("conv2d", impl)
+    _, ctx = kernel.forward(x, w, b, **config)
+    _, gw, gb = kernel.backward(gy, ctx)
+    none, gw2, gb2 = kernel.backward_impl(gy, ctx.inner, needs_input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(gw2, gw)
+    np.testing.assert_array_equal(gb2, gb)
+
+
 def test_fast_handles_an_empty_batch():
     y, gx, gw, gb = run("fast", np.ones((0, 2, 5, 4)), np.ones((3, 2, 2, 2)), np.ones(3), np.ones((0, 3, 4, 3)))
     assert y.shape == (0, 3, 4, 3) and gx.shape == (0, 2, 5, 4)
@@ -177,6 +244,24 @@ def test_non_finite_values_stay_where_the_reference_puts_them(where):
     with np.errstate(invalid="ignore", over="ignore"):
         check_against_reference("fast", np.float64, x, w, b, gy, stride=(1, 2))
         assert np.isfinite(run("fast", x, w, b, gy, stride=(1, 2))[2 if where == "x" else 1]).any()
+
+
+@pytest.mark.parametrize("where", ["x", "weight"])
+def test_non_finite_values_in_a_batch_split_into_chunks(monkeypatch, where):
+    # The narrow layout (taken when an inf would meet the wide layout's zeros) over chunks of
+    # two images of a batch of five: the inf sits in the fourth image (the second chunk).
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal((5, 2, 4, 5)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(3)
+    if where == "x":
+        x[3, 0, 1, 4] = np.inf  # stride 2 along W: column 4 is read by no window
+    else:
+        w[0, 0, 0, 0] = np.inf
+    gy = rng.standard_normal((5, 3, 3, 2))
+    geo = _im2col.geometry(x.shape, w, gy.shape[2:], (1, 2), (0, 0), (1, 1), 1, x, w)
+    assert not geo.wide
+    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        check_against_reference("fast", np.float64, x, w, b, gy, stride=(1, 2))
 
 
 # ---- finite differences (float64) ----------------------------------------------------------
@@ -370,8 +455,9 @@ def test_unbatched_input():
 @pytest.mark.parametrize(
     "x, error, message",
     [
-        (np.ones((1, 3, 5, 5), np.float32), ValueError, "Conv2d expected input of shape (N, 2, H, W) or (2, H, W), got (1, 3, 5, 5)"),
-        (np.ones((3, 5, 5), np.float32), ValueError, "Conv2d expected input of shape (N, 2, H, W) or (2, H, W), got (3, 5, 5)"),
+        # PyTorch's words for a wrong channel count
+        (np.ones((1, 3, 5, 5), np.float32), ValueError, "Conv2d: given groups=1, weight of size [3, 2, 3, 3], expected input[1, 3, 5, 5] to have 2 channels, but got 3 channels instead"),
+        (np.ones((3, 5, 5), np.float32), ValueError, "Conv2d: given groups=1, weight of size [3, 2, 3, 3], expected input[3, 5, 5] to have 2 channels, but got 3 channels instead"),
         (np.ones((1, 2, 5, 5)), TypeError, "Conv2d holds float32 parameters but got a float64 input"),
         (np.ones((1, 2, 5, 5), np.int64), TypeError, "Conv2d expected a float32 or float64 input, got dtype int64"),
         (np.ones((5, 5), np.float32), ValueError, "Conv2d expected input of shape (N, 2, H, W) or (2, H, W), got (5, 5)"),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import refcnn
 from refcnn import kernels, nn
+from refcnn.kernels import _im2col
 from refcnn.kernels.conv import conv_transpose_output_size
 from refcnn.testing import assert_close, assert_gradient, assert_matches_reference
 
@@ -144,6 +145,30 @@ def test_fast_matches_reference_on_random_configs(case, seed):
     x, w, b, gy, config = make_inputs(np.random.default_rng(seed), *case)
     for dtype in DTYPES:
         check_against_reference("fast", dtype, x, w, b, gy, **config)
+
+
+@pytest.mark.parametrize("images", [1, 2], ids=["one-image-chunks", "two-image-chunks"])
+@pytest.mark.parametrize("case", ["k3x5-s2x1-p1x2-op1x0", "dilated-s2x3-d3x2-op2x1", "k3x2-s1x1-d2x1-g2-op1x0"])
+def test_fast_processes_the_batch_in_chunks_like_one_piece(monkeypatch, images, case):
+    # The fast kernel loops over chunks of the batch (sized by _im2col.CHUNK_BYTES): chunks of
+    # `images` images split a batch of 5 unevenly, the last chunk leaving stale slots.
+    _, C_in, H, W, C_out, kernel, stride, padding, output_padding, dilation, groups, bias = CONFIGS[case]
+    x, w, b, gy, config = make_inputs(np.random.default_rng(3), 5, C_in, H, W, C_out, kernel, stride, padding,
+                                      output_padding, dilation, groups, bias)  # fmt: skip
+    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: images))
+    check_against_reference("fast", np.float64, x, w, b, gy, **config)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_backward_without_the_input_gradient(impl):
+    x, w, b, gy, config = make_inputs(np.random.default_rng(4), *CONFIGS["k3x5-s2x1-p1x2-op1x0"])
+    kernel = kernels.get("conv_transpose2d", impl)
+    _, ctx = kernel.forward(x, w, b, **config)
+    _, gw, gb = kernel.backward(gy, ctx)
+    none, gw2, gb2 = kernel.backward_impl(gy, ctx.inner, needs_input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(gw2, gw)
+    np.testing.assert_array_equal(gb2, gb)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -364,7 +389,8 @@ def test_unbatched_input():
 @pytest.mark.parametrize(
     "x, error, message",
     [
-        (np.ones((1, 3, 5, 5), np.float32), ValueError, "ConvTranspose2d expected input of shape (N, 2, H, W) or (2, H, W), got (1, 3, 5, 5)"),
+        # PyTorch's words for a wrong channel count
+        (np.ones((1, 3, 5, 5), np.float32), ValueError, "ConvTranspose2d: given transposed=1, weight of size [2, 3, 3, 3], expected input[1, 3, 5, 5] to have 2 channels, but got 3 channels instead"),
         (np.ones((1, 2, 5, 5)), TypeError, "ConvTranspose2d holds float32 parameters but got a float64 input"),
         (np.ones((1, 2, 5, 5), np.int16), TypeError, "ConvTranspose2d expected a float32 or float64 input, got dtype int16"),
         (np.ones((5, 5), np.float32), ValueError, "ConvTranspose2d expected input of shape (N, 2, H, W) or (2, H, W), got (5, 5)"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -236,3 +238,50 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist
 )
 def test_official_md5s_match_the_shared_originals(name):
     assert download.md5sum(SHARED / name) == download.RESOURCES[name]
+
+
+# ---- python -m refcnn train --download, in a subprocess, from the local server ------------------------
+ROOT = Path(__file__).resolve().parents[1]  # the subprocess's cwd: it imports this refcnn
+
+
+def train_with_mirrors(mirrors: list[str], resources: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m refcnn train ARGV`` with the downloader's mirrors and checksums replaced first."""
+    code = (
+        "import sys; import refcnn.data.download as d; "
+        f"d.MIRRORS = {tuple(mirrors)!r}; d.RESOURCES = {resources!r}; "
+        "from refcnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run([sys.executable, "-c", code, "train", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_train_download_fetches_checks_and_trains(server, refused_url, tmp_path):
+    blobs = fake_mnist(tmp_path)
+    for name, blob in blobs.items():
+        server.serve("good", name, blob)
+    resources = {name: hashlib.md5(b).hexdigest() for name, b in blobs.items()}
+    root = tmp_path / "data"
+    result = train_with_mirrors([refused_url, f"{server.url}/good/"], resources, "--data", str(root), "--download",
+                                "--model", "simplecnn", "--epochs", "1", "--batch-size", "2", "--no-progress",
+                                "--checkpoint", str(tmp_path / "m.safetensors"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"on 6 images from {root}, testing on 3" in result.stdout
+    assert sorted(server.log) == sorted(f"/good/{n}" for n in blobs)
+    assert leftovers(root) == sorted(blobs)  # the four verified files, no .part file
+    assert (tmp_path / "m.safetensors").is_file()
+
+
+def test_train_download_failure_is_one_line(server, refused_url, tmp_path):
+    blobs = fake_mnist(tmp_path)
+    corrupt = {name: hashlib.md5(b + b"x").hexdigest() for name, b in blobs.items()}  # no file matches
+    for name, blob in blobs.items():
+        server.serve("good", name, blob)
+    root = tmp_path / "data"
+    result = train_with_mirrors([refused_url, f"{server.url}/good/"], corrupt, "--data", str(root), "--download",
+                                "--checkpoint", str(tmp_path / "m.safetensors"))  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"train: could not download MNIST into {root}: {refused_url}")
+    assert "connection failed" in lines[0] and "checksum mismatch" in lines[0]
+    assert leftovers(root) == []  # nothing unverified left behind

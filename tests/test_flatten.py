@@ -142,6 +142,6 @@ def test_flatten_module_backward_checks_the_gradient_shape():
     m = nn.Flatten()
     m(np.ones((2, 3, 4)))
     with pytest.raises(
-        ValueError, match=r"flatten backward expected grad_y of shape \(2, 12\) \(the output's\), got \(2, 3, 4\)"
+        ValueError, match=r"Flatten.backward expected grad_output of shape \(2, 12\) \(the output's\), got \(2, 3, 4\)"
     ):
         m.backward(np.ones((2, 3, 4)))

@@ -97,16 +97,14 @@ def test_save_replaces_atomically(tmp_path):
 
 
 SAVE_ERRORS = [
-    ("int-key", {0: np.zeros(2)}, TypeError, r"keys must be str, got 0 \(int\)"),
-    ("tuple-key", {("a", 1): np.zeros(2)}, TypeError, r"keys must be str, got \('a', 1\) \(tuple\)"),
+    ("int-key", {0: np.zeros(2), 1: object()}, TypeError, r"cannot store '1', a object"),
     (
-        "list-value",
-        {"w": [1.0, 2.0]},
+        "tuple-key",
+        {("a", 1): np.zeros(2), "b": [1]},
         TypeError,
-        r"the value of 'w' must be a numpy.ndarray, got list \(convert it with np.asarray\)",
+        r"dict keys must be str, int, float, bool or None, got \('a', 1\) \(tuple\)",
     ),
-    ("scalar-value", {"w": np.float32(1.0)}, TypeError, r"the value of 'w' must be a numpy.ndarray, got float32"),
-    ("none-value", {"w": None}, TypeError, r"the value of 'w' must be a numpy.ndarray, got NoneType"),
+    ("set-value", {"w": {1.0, 2.0}}, TypeError, r"cannot store 'w', a set: a checkpoint holds dicts, lists and tuples"),
     (
         "object-dtype",
         {"w": np.array([None, 1])},
@@ -120,6 +118,13 @@ SAVE_ERRORS = [
         r"the value of 'w' has dtype complex128, which safetensors cannot store",
     ),
     ("str-dtype", {"w": np.array(["a"])}, TypeError, r"the value of 'w' has dtype <U1, which safetensors cannot store"),
+    (
+        "nested-complex128",
+        {"optimizer": {"state": {0: {"buf": np.zeros(2, complex)}}}},
+        TypeError,
+        r"the value of 'optimizer/state/0/buf' has dtype complex128",
+    ),
+    ("nan-key", {float("nan"): 1}, TypeError, r"dict key nan in the object is not a finite number"),
     (
         "metadata-key",
         {"__metadata__": np.zeros(2)},
@@ -136,9 +141,102 @@ def test_save_rejects(tmp_path, sd, err, match):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_save_rejects_non_mapping(tmp_path):
-    with pytest.raises(TypeError, match=r"expects a mapping str -> numpy.ndarray, got list"):
-        io.save([np.zeros(2)], tmp_path / "x.safetensors")  # type: ignore[arg-type,unused-ignore]
+def test_save_rejects_what_is_no_checkpoint(tmp_path):
+    with pytest.raises(TypeError, match=r"cannot store the object, a Payload"):
+        io.save(Payload(tmp_path / "m"), tmp_path / "x.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- nested checkpoints: what torch.save holds, without pickle ---------------------------------------
+def checkpoint() -> dict[str, Any]:
+    """A training checkpoint: model, optimizer and scheduler state dicts, epoch, generator state."""
+    return {
+        "model": state(),
+        "optimizer": {
+            "state": {0: {"step": 3.0, "exp_avg": RNG.standard_normal((4, 1, 3, 5)).astype(np.float32)}, 1: {}},
+            "param_groups": [
+                {"lr": 0.1 + 0.2, "betas": (0.9, 0.999), "foreach": None, "amsgrad": False, "params": [0, 1]}
+            ],
+        },
+        "scheduler": {"base_lrs": [0.02], "last_epoch": 7, "eta_min": 0.0, "_last_lr": [1e-300]},
+        "epoch": 7,
+        "name": 'lenet5 \u00e9"/',
+        "generator": np.random.default_rng(5).bit_generator.state,  # 128-bit ints
+        "odd": {None: float("nan"), True: float("-inf"), 2.5: np.float32(1.5), -3: np.int64(-(2**62)), "": ()},
+        "empty": {},
+        "shared": [np.arange(3), np.arange(3)],
+    }
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Equal values of equal types all the way down (nan equals nan)."""
+    assert type(a) is type(b), (where, type(a), type(b))
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, np.generic):
+        assert a.dtype == b.dtype and (a == b or (a != a and b != b)), where
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}/{i}")
+    elif isinstance(a, float) and a != a:
+        assert b != b, where
+    else:
+        assert a == b, where
+
+
+def test_nested_checkpoint_round_trips_exactly(tmp_path):
+    ck = checkpoint()
+    back = io.load(io.save(ck, tmp_path / "ck.safetensors"))
+    assert_same(back, ck)
+    assert back["optimizer"]["param_groups"][0]["lr"] == 0.30000000000000004  # floats exactly
+    np.random.default_rng().bit_generator.state = back["generator"]  # a valid generator state again
+
+
+def test_nested_checkpoint_is_safetensors_with_named_tensors(tmp_path):
+    io.save(checkpoint(), tmp_path / "ck.safetensors")
+    plain = safetensors.numpy.load_file(tmp_path / "ck.safetensors")  # any safetensors reader sees the arrays
+    assert "model/0.weight" in plain and "optimizer/state/0/exp_avg" in plain
+    assert "shared/0" in plain and "shared/1" in plain and "odd/2.5" in plain
+    blob = (tmp_path / "ck.safetensors").read_bytes()
+    assert b"pickle" not in blob and b"\x80\x04" not in blob[:16]
+
+
+def test_flat_state_dict_keeps_the_plain_layout(tmp_path):
+    """A model's state_dict stays what safetensors.torch.load_file reads as is: its own keys."""
+    io.save(state(), tmp_path / "m.safetensors")
+    header = json.loads((tmp_path / "m.safetensors").read_bytes()[8 : 8 + int.from_bytes(
+        (tmp_path / "m.safetensors").read_bytes()[:8], "little")])  # fmt: skip
+    assert set(header) - {"__metadata__"} == set(state())
+    assert set(header["__metadata__"]) == {"refcnn.keys"}
+
+
+def test_nested_checkpoint_with_a_damaged_structure_is_rejected(tmp_path):
+    good = io.save({"a": [np.zeros(2)], "b": 1}, tmp_path / "good.safetensors").read_bytes()
+    n = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8 : 8 + n])
+    for case, tree in [("unknown-node", '{"set": [1]}'), ("missing-tensor", '{"tensor": "nope"}'),
+                       ("not-json", "{"), ("unused-tensor", "1")]:  # fmt: skip
+        header["__metadata__"]["refcnn.tree"] = tree
+        text = json.dumps(header).encode()
+        text += b" " * ((8 - len(text) % 8) % 8)
+        path = tmp_path / case
+        path.write_bytes(len(text).to_bytes(8, "little") + text + good[8 + n :])
+        with pytest.raises(CheckpointError, match=f"checkpoint {path} has a damaged structure"):
+            io.load(path)
+
+
+@pytest.mark.parametrize("cut", [8, 100, -1], ids=["length-only", "mid-header", "last-byte"])
+def test_truncated_nested_checkpoint_is_rejected(tmp_path, cut):
+    good = io.save(checkpoint(), tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "cut").write_bytes(good[:cut])
+    with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'cut'} is truncated"):
+        io.load(tmp_path / "cut")
 
 
 # ---- load: every bad file gets a CheckpointError naming it ------------------------------------------

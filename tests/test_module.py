@@ -203,3 +203,231 @@ def test_backward_without_input_grad_gives_the_same_parameter_grads(make):
 
 def net_2d():
     return nn.Sequential(nn.Flatten(), Affine(2 * 7 * 9))
+
+
+# ---- Parameter: array-like, as a torch Parameter is tensor-like --------------------------------
+def _param():
+    return nn.Parameter(np.array([[1.0, -2.0, 3.0], [0.5, 0.0, -1.5]], np.float32))
+
+
+def test_parameter_is_its_array_for_numpy():
+    p = _param()
+    a = np.asarray(p)
+    assert a is p.data and a.dtype == np.float32  # no copy, not a 0-d object array
+    assert np.array(p) is not p.data and np.array_equal(np.array(p), p.data)  # np.array copies
+    assert np.asarray(p, dtype=np.float64).dtype == np.float64
+    with pytest.raises(ValueError, match="converting a float32 Parameter to float64 needs a copy"):
+        p.__array__(np.float64, copy=False)
+    assert p.__array__(copy=True) is not p.data
+    assert np.sum(p) == pytest.approx(1.0) and np.maximum(p, 0).dtype == np.float32
+
+
+def test_np_save_writes_the_numbers(tmp_path):
+    """Before, np.save pickled the Parameter object; a load without pickle must work."""
+    p = _param()
+    np.save(tmp_path / "w.npy", p)
+    loaded = np.load(tmp_path / "w.npy", allow_pickle=False)
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, p.data)
+
+
+@pytest.mark.parametrize(
+    "op, expected",
+    [
+        (lambda p: p * 2, lambda a: a * 2),
+        (lambda p: 2 - p, lambda a: 2 - a),
+        (lambda p: -p, lambda a: -a),
+        (lambda p: p / 4, lambda a: a / 4),
+        (lambda p: 1 / (p + 3), lambda a: 1 / (a + 3)),
+        (lambda p: p**2, lambda a: a**2),
+        (lambda p: abs(p), np.abs),
+        (lambda p: p @ np.ones((3, 2), np.float32), lambda a: a @ np.ones((3, 2), np.float32)),
+        (lambda p: np.ones((4, 2), np.float32) @ p, lambda a: np.ones((4, 2), np.float32) @ a),
+        (lambda p: np.ones(3, np.float32) * p, lambda a: np.ones(3, np.float32) * a),
+        (lambda p: p + p, lambda a: a + a),
+        (lambda p: p > 0, lambda a: a > 0),
+        (lambda p: p[1], lambda a: a[1]),
+        (lambda p: p.T, lambda a: a.T),
+    ],
+    ids=["mul", "rsub", "neg", "div", "rdiv", "pow", "abs", "matmul", "rmatmul", "ndarray-mul", "param-param",
+         "compare", "index", "T"],
+)  # fmt: skip
+def test_parameter_arithmetic_gives_ndarrays(op, expected):
+    p = _param()
+    got = op(p)
+    assert type(got) is np.ndarray
+    np.testing.assert_array_equal(got, expected(p.data))
+
+
+def test_parameter_shape_attributes_and_inplace_update():
+    p = _param()
+    assert p.shape == (2, 3) and p.dtype == np.float32 and p.ndim == 2 and p.dim() == 2
+    assert p.size() == (2, 3) and p.size(1) == 3 and p.numel() == 6 and len(p) == 2
+    assert p.numpy() is p.data and p.tolist()[0] == [1.0, -2.0, 3.0]
+    data = p.data
+    p -= 0.5 * np.ones((2, 3), np.float32)  # a manual SGD step keeps the array's identity
+    assert p.data is data and p.data[0, 0] == 0.5
+    assert hash(p) == hash(p) and p != _param()  # identity equality: Parameters key optimizer state
+
+
+# ---- buffers, children, apply, add_module -------------------------------------------------------
+class Scaler(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", np.ones(2, np.float32))
+        self.register_buffer("cache", np.zeros(2, np.float32), persistent=False)
+        self.inner = Affine(2)
+
+
+def test_non_persistent_buffers_stay_out_of_state_dict():
+    m = Scaler()
+    assert [n for n, _ in m.named_buffers()] == ["scale", "cache", "inner.calls"]
+    assert [n for n, _ in m.named_buffers(recurse=False)] == ["scale", "cache"]
+    assert list(m.state_dict()) == ["scale", "inner.weight", "inner.bias", "inner.calls"]
+    m.load_state_dict(m.state_dict())  # and load_state_dict does not ask for them
+    m.to(np.float64)
+    assert m.cache.dtype == np.float64  # but .to() converts them
+    m.register_buffer("cache", m.cache, persistent=True)
+    assert "cache" in m.state_dict()
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda m: m.register_buffer("a.b", None), KeyError, "buffer name can.*t contain"),
+        (lambda m: m.register_buffer("", None), KeyError, "buffer name can.*t be empty string"),
+        (lambda m: m.register_buffer("inner", None), KeyError, "attribute 'inner' already exists"),
+        (lambda m: m.register_buffer("b", [1.0]), TypeError, "cannot assign list object to buffer 'b'"),
+        (lambda m: m.register_buffer(3, None), TypeError, "buffer name should be a string, got int"),
+        (lambda m: m.add_module("scale", nn.ReLU()), KeyError, "attribute 'scale' already exists"),
+        (lambda m: m.add_module("x", np.ones(2)), TypeError, "ndarray is not a Module subclass"),
+        (lambda m: m.register_parameter("w", np.ones(2)), TypeError, "cannot assign ndarray object to parameter"),
+    ],
+    ids=["buffer-dot", "buffer-empty", "buffer-clash", "buffer-list", "buffer-name-int", "module-clash",
+         "module-array", "parameter-array"],
+)  # fmt: skip
+def test_registration_errors_as_torch(call, error, match):
+    with pytest.raises(error, match=match):
+        call(Scaler())
+
+
+def test_add_module_children_and_apply_order():
+    model = nn.Sequential(Affine(2), nn.Sequential(Affine(2), nn.ReLU()))
+    model.add_module("head", Affine(2))
+    assert [n for n, _ in model.named_children()] == ["0", "1", "head"]
+    assert list(model.children())[2] is model.head
+    seen = []
+    assert model.apply(lambda m: seen.append(type(m).__name__)) is model
+    # children first, then the module itself, as torch's apply
+    assert seen == ["Affine", "Affine", "ReLU", "Sequential", "Affine", "Sequential"]
+
+
+def test_apply_initialises_weights():
+    def init(m):
+        if isinstance(m, Affine):
+            m.weight.data[...] = 0.5
+
+    model = net().apply(init)
+    assert all((m.weight.data == 0.5).all() for m in model)
+
+
+def test_shared_module_appears_once_in_modules_but_under_both_names_in_state_dict():
+    """As torch: named_modules/parameters deduplicate, state_dict keeps both paths."""
+    shared = Affine(2)
+    model = nn.Sequential(shared, shared)
+    assert [n for n, _ in model.named_modules()] == ["", "0"]
+    assert len(list(model.named_modules(remove_duplicate=False))) == 3
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "0.calls", "1.weight", "1.bias", "1.calls"]
+
+
+# ---- freezing --------------------------------------------------------------------------------
+def test_frozen_parameters_get_no_grad_and_optimizers_skip_them():
+    from refcnn import optim
+
+    model = net()
+    model[0].requires_grad_(False)
+    assert not model[0].weight.requires_grad and model[1].weight.requires_grad
+    frozen = {k: p.data.copy() for k, p in model[0].named_parameters()}
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        model(np.ones((2, 3), np.float32))
+        model.backward(np.ones((2, 3), np.float32))
+        opt.step()
+    assert model[0].weight.grad is None and model[0].bias.grad is None
+    assert model[1].weight.grad is not None
+    for k, p in model[0].named_parameters():
+        np.testing.assert_array_equal(p.data, frozen[k], err_msg=k)
+    assert model[0].weight not in opt.state and model[1].weight in opt.state
+    assert model.requires_grad_() is model and model[0].weight.requires_grad
+
+
+# ---- state dicts --------------------------------------------------------------------------------
+def test_load_state_dict_without_num_batches_tracked_keeps_the_count():
+    """As torch's BatchNorm: a checkpoint without num_batches_tracked loads, the count stays."""
+    bn = nn.BatchNorm1d(2)
+    bn(np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32))
+    sd = {k: v.copy() + 1 for k, v in bn.state_dict().items() if k != "num_batches_tracked"}
+    result = bn.load_state_dict(sd)
+    assert result.missing_keys == [] and int(bn.num_batches_tracked) == 1
+    np.testing.assert_array_equal(bn.running_var, sd["running_var"])
+    with pytest.raises(ValueError, match=r"missing keys \['running_var'\]"):
+        bn.load_state_dict({k: v for k, v in sd.items() if k != "running_var"})
+
+
+def test_load_state_dict_takes_parameters_and_state_dict_keeps_vars():
+    model, other = net(), net()
+    other[0].weight.data[...] = 9
+    model.load_state_dict(other.state_dict(keep_vars=True))
+    assert isinstance(other.state_dict(keep_vars=True)["0.weight"], nn.Parameter)
+    np.testing.assert_array_equal(model[0].weight.data, np.full(3, 9, np.float32))
+
+
+# ---- errors that say what to do --------------------------------------------------------------------
+class NoBackward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = Affine(2), nn.ReLU()
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def test_custom_module_without_backward_says_what_to_write():
+    m = NoBackward()
+    m(np.ones((1, 2), np.float32))
+    with pytest.raises(NotImplementedError, match="NoBackward does not define backward") as info:
+        m.backward(np.ones((1, 2), np.float32))
+    assert "calls the backward of each child its forward called, in the reverse order" in str(info.value)
+    assert "returns dL/dinput" in str(info.value)
+    with pytest.raises(NotImplementedError, match=r'Module \[Module\] is missing the required "forward" function'):
+        nn.Module()(1)
+
+
+@pytest.mark.parametrize(
+    "model, x, match",
+    [
+        (lambda: nn.Sequential(nn.Flatten(), nn.Linear(6, 2)), np.ones((2, 7), np.float32),
+         r"^in layer '1' \(Linear\) of Sequential: Linear expected input of shape \(\*, 6\), got \(2, 7\)$"),
+        (lambda: nn.Sequential(OrderedDict(body=nn.Sequential(nn.ReLU(), nn.Linear(6, 2)))), np.ones((2, 7), np.float32),
+         r"^in layer 'body.1' \(Linear\) of Sequential: Linear expected"),
+        (lambda: nn.Sequential(nn.ReLU(), nn.Conv2d(3, 2, 3)), np.ones((1, 4, 5, 5), np.float32),
+         r"^in layer '1' \(Conv2d\) of Sequential: Conv2d: given groups=1, weight of size \[2, 3, 3, 3\], "
+         r"expected input\[1, 4, 5, 5\] to have 3 channels, but got 4 channels instead$"),
+        (lambda: nn.Linear(6, 2), np.ones((2, 7), np.float32), r"^Linear expected input"),  # the model itself
+    ],
+    ids=["linear-in-sequential", "nested-name", "conv-channels", "bare-layer"],
+)  # fmt: skip
+def test_an_input_error_inside_a_model_names_the_layer(model, x, match):
+    with pytest.raises(ValueError, match=match):
+        model()(x)
+
+
+def test_kernel_layer_backward_checks_the_gradient_before_using_the_context():
+    m = nn.Linear(3, 2)
+    m(np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"Linear.backward expected grad_output of shape \(4, 2\) \(the output's\)"):
+        m.backward(np.ones((4, 3), np.float32))
+    with pytest.raises(TypeError, match=r"Linear\.backward expected grad_output of dtype float32 .* got float64"):
+        m.backward(np.ones((4, 2)))
+    assert m.backward(np.ones((4, 2), np.float32)).shape == (4, 3)  # the context was not used up

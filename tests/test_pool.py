@@ -57,6 +57,26 @@ def test_every_op_has_both_implementations_and_fast_is_default():
         assert kernels.get(op).name == "fast"
 
 
+POOL_CONFIGS = {
+    "max_pool2d": max_cfg((3, 2), (2, 1), (1, 0)),
+    "avg_pool2d": avg_cfg((3, 2), (2, 1), (1, 0)),
+    "adaptive_avg_pool2d": {"output_size": (2, 3)},
+    "adaptive_max_pool2d": {"output_size": (2, 3)},
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("op", OPS)
+def test_backward_takes_needs_input_grad(op, impl):
+    # A pool has no parameters: without the input gradient there is nothing to return but None.
+    kernel = kernels.get(op, impl)
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 6))
+    y, ctx = kernel.forward(x, **POOL_CONFIGS[op])
+    assert kernel.backward_impl(np.ones_like(y), ctx.inner, needs_input_grad=False) == (None,)
+    (gx,) = kernel.backward_impl(np.ones_like(y), ctx.inner, needs_input_grad=True)
+    assert gx.shape == x.shape
+
+
 # ---- output sizes ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "args, expected",
@@ -733,6 +753,7 @@ def test_module_uses_the_implementation_in_force():
     m = nn.MaxPool2d(2)
     with kernels.use(max_pool2d="reference"):
         m(np.ones((1, 4, 4)))
-        assert m.__dict__["_ctx"][0].name == "reference"
+        assert m._peek_ctx().kernel.name == "reference"
+    m.backward(np.ones((1, 2, 2)))
     m(np.ones((1, 4, 4)))
-    assert m.__dict__["_ctx"][0].name == "fast"
+    assert m._peek_ctx().kernel.name == "fast"

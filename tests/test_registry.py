@@ -124,8 +124,71 @@ def test_every_builtin_op_has_a_validator():
 def test_backward_without_input_grad(toy_op):
     """An impl that does not take needs_input_grad still works: the registry drops gx."""
     k = registry.get(toy_op)
+    assert not k.takes_needs_input_grad  # noted once, at register
     _y, ctx = k.forward(np.ones(3), scale=1.0)
     assert k.backward(np.ones(3), ctx, needs_input_grad=False) == (None,)
+
+
+def test_a_backward_taking_the_keyword_is_told(toy_op):
+    calls = []
+
+    def bwd(gy, ctx, *, needs_input_grad=True):
+        calls.append(needs_input_grad)
+        return (gy * 2 * ctx if needs_input_grad else None,)
+
+    registry.register(toy_op, "keyword", lambda x, *, scale: (x * 2 * scale, scale), bwd)
+    k = registry.get(toy_op, "keyword")
+    assert k.takes_needs_input_grad
+    _y, ctx = k.forward(np.ones(3), scale=1.0)
+    assert k.backward(np.ones(3), ctx, needs_input_grad=False) == (None,)
+    np.testing.assert_array_equal(k.backward(np.ones(3), ctx)[0], np.full(3, 2.0))
+    assert calls == [False, True]
+
+
+def test_builtin_backwards_take_needs_input_grad():
+    import refcnn.kernels  # noqa: F401
+
+    lacking = [
+        f"{op}/{impl}"
+        for op in registry.ops()
+        for impl in registry.available(op)
+        if not registry.get(op, impl).takes_needs_input_grad
+    ]
+    assert not lacking, f"backwards without the needs_input_grad keyword: {lacking}"
+
+
+@pytest.mark.parametrize(
+    "op, args",
+    [
+        ("linear", lambda r: (r.standard_normal((4, 3)), r.standard_normal((2, 3)), r.standard_normal(2))),
+        (
+            "batch_norm",
+            lambda r: (r.standard_normal((4, 3, 2)), r.standard_normal(3), r.standard_normal(3), None, None),
+        ),
+        ("layer_norm", lambda r: (r.standard_normal((4, 3)), r.standard_normal(3), r.standard_normal(3))),
+        ("group_norm", lambda r: (r.standard_normal((4, 4, 3)), r.standard_normal(4), r.standard_normal(4))),
+        ("relu", lambda r: (r.standard_normal((4, 3)),)),
+        ("dropout", lambda r: (r.standard_normal((4, 3)),)),
+    ],
+    ids=["linear", "batch_norm", "layer_norm", "group_norm", "relu", "dropout"],
+)
+def test_skipping_the_input_gradient_leaves_the_others(op, args):
+    import refcnn.kernels  # noqa: F401
+
+    config = {
+        "batch_norm": dict(training=True, momentum=0.1, eps=1e-5),
+        "layer_norm": dict(normalized_shape=(3,), eps=1e-5),
+        "group_norm": dict(num_groups=2, eps=1e-5),
+        "dropout": dict(p=0.5, training=True, generator=np.random.default_rng(3)),
+    }.get(op, {})
+    for impl in registry.available(op):
+        k = registry.get(op, impl)
+        y, ctx = k.forward(*args(np.random.default_rng(0)), **config)
+        g = np.random.default_rng(1).standard_normal(y.shape)
+        full, skipped = k.backward(g, ctx), k.backward(g, ctx, needs_input_grad=False)
+        assert full[0] is not None and skipped[0] is None, impl
+        for a, b in zip(full[1:], skipped[1:], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{op}/{impl}")
 
 
 def test_conv2d_fast_skips_the_input_gradient():

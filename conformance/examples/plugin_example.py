@@ -1,7 +1,7 @@
 """An example plugin: registers a second conv2d implementation, ``delegating``, that hands
 every call to the built-in ``reference`` one. Check it with
 
-    python -m refcnn conformance --plugin conformance/examples/plugin_example.py --op conv2d --impl delegating
+    python -m refcnn conformance --plugin plugin_example.py --impl delegating
 
 A real rewrite replaces the two functions' bodies; the suite then checks it exactly as the
 built-ins: forward, every gradient, the adjoint identity, finite differences and rejection
@@ -19,8 +19,8 @@ _reference = kernels.get("conv2d", "reference")
 
 
 def delegating_forward(x: Any, weight: Any, bias: Any, *, stride: Any, padding: Any, dilation: Any, groups: int) -> Any:
-    """Same signature as every conv2d implementation (DESIGN §3); the op's validator has
-    already run, so only valid inputs arrive here."""
+    """The signature of every conv2d implementation (each spatial argument an (h, w) pair); the
+    op's validator has already run, so only valid inputs arrive here."""
     return _reference.forward_impl(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 

@@ -162,6 +162,19 @@ class OpSpec(Spec):
         # PyTorch accepts with a warning that the result is likely wrong or the input
         # deprecated (a mis-shaped loss target it broadcasts): refcnn may reject it instead
         torch_warning = next((str(w.message) for w in caught if issubclass(w.category, UserWarning)), "")
+        # each implementation's forward first: a case every implementation declines costs no reference
+        attempts = {}
+        for impl in impls:
+            kernel = kernels.get(self.op, impl)
+            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+            try:
+                attempts[impl] = (kernel, fresh, self.call(kernel, fresh, built), None)
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["rejects", *self.checks(dtype)], f"NotImplementedError: {exc}")
+            except Exception as exc:
+                attempts[impl] = (kernel, fresh, None, exc)
+        if not attempts:
+            return
         diff = [k for k in self.grads if upcast.get(k) is not None]
         if self.skip_gradients(built, upcast):
             diff = []
@@ -183,53 +196,83 @@ class OpSpec(Spec):
         for check_name, terms in self.extra_terms(built, upcast, g).items():
             target = ref.forward if check_name == "forward" else ref.grads[check_name]
             target.S = np.asarray(target.S) + terms
-        for impl in impls:
-            kernel = kernels.get(self.op, impl)
-            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+        for impl, attempt in attempts.items():
+            self.check_impl(case, built, dtype, impl, attempt, inputs, upcast, diff, g_dt, g, ref, torch_warning, rec)
+
+    def check_impl(
+        self,
+        case: dict[str, Any],
+        built: Built,
+        dtype: str,
+        impl: str,
+        attempt: tuple[kernels.Kernel, dict[str, Any], Any, BaseException | None],
+        inputs: dict[str, Any],
+        upcast: dict[str, Any],
+        diff: list[str],
+        g_dt: np.ndarray,
+        g: np.ndarray,
+        ref: core.Reference,
+        torch_warning: str,
+        rec: core.Recorder,
+    ) -> None:
+        """Every check of one implementation on one case PyTorch accepts, after its forward
+        (``attempt``: the kernel, the inputs it got, (y, ctx) or the exception; ``inputs`` as they
+        were before it, for the adjoint and finite differences). A NotImplementedError
+        anywhere is the implementation declining (unsupported); any other exception from inside
+        it is its crash; once the forward failed, its gradients are not checked (one failure,
+        one message)."""
+        kernel, fresh, result, exc = attempt
+        grad_checks = [grad_check(k, i) for i, k in enumerate(self.grads)]
+        if exc is not None:
+            if not core.rejected_by_validator(exc, self.op):
+                rec.ok(impl, "rejects")
+                rec.crash(impl, "forward", "forward", exc)
+                return
+            own, what = core.classify_rejection(exc)
+            if torch_warning and own:
+                rec.ok(impl, "rejects", detail=f"PyTorch warns ({torch_warning[:80]}); refcnn rejects: {what}")
+            else:
+                rec.fail(impl, "rejects", f"refcnn's {self.op} rejected a configuration PyTorch accepts: {what}")
+            return
+        y, ctx = result
+        rec.ok(impl, "rejects")
+        if not rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward"):
+            return
+        if not diff:
+            return
+        self.compare_forward_extra(case, built, y, ctx, upcast, impl, rec)
+        self.extra_checks(case, built, dtype, impl, fresh, rec)
+        try:
+            got = kernel.backward(g_dt, ctx)
+        except NotImplementedError as exc:
+            rec.unsupported(impl, [c for c in self.checks(dtype) if c != "forward"], f"NotImplementedError: {exc}")
+            return
+        except Exception as exc:
+            rec.crash(impl, "grad_input", "backward", exc)
+            return
+        if len(got) != len(self.grads):
+            rec.fail(
+                impl,
+                "grad_input",
+                f"{impl}'s backward returned {len(got)} gradients, expected {len(self.grads)} ({', '.join(self.grads)})",
+            )
+            return
+        for i, (k, gk) in enumerate(zip(self.grads, got, strict=True)):
+            exp = ref.grads.get(k)
+            if exp is None:
+                rec.compare(impl, grad_checks[i], gk, None, 0, 0, f"grad of {k} (absent parameter)")
+            else:
+                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}")
+        if self.linear:
             try:
-                y, ctx = self.call(kernel, fresh, built)
-            except NotImplementedError as exc:
-                rec.unsupported(impl, ["rejects", *self.checks(dtype)], f"NotImplementedError: {exc}")
-                continue
-            except Exception as exc:
-                own, what = core.classify_rejection(exc)
-                if torch_warning and own:
-                    rec.ok(impl, "rejects", detail=f"PyTorch warns ({torch_warning[:80]}); refcnn rejects: {what}")
-                else:
-                    rec.fail(
-                        impl, "rejects", f"refcnn rejected a configuration PyTorch accepts: {type(exc).__name__}: {exc}"
-                    )
-                continue
-            rec.ok(impl, "rejects")
-            rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward")
-            if not diff:
-                continue
-            self.compare_forward_extra(case, built, y, ctx, upcast, impl, rec)
-            self.extra_checks(case, built, dtype, impl, fresh, rec)
-            try:
-                got = kernel.backward(g_dt, ctx)
-            except NotImplementedError as exc:
-                rec.unsupported(
-                    impl, [grad_check(k, i) for i, k in enumerate(self.grads)], f"NotImplementedError: {exc}"
-                )
-                continue
-            except Exception as exc:
-                for i, k in enumerate(self.grads):
-                    rec.fail(impl, grad_check(k, i), f"backward raised {type(exc).__name__}: {exc}")
-                continue
-            if len(got) != len(self.grads):
-                rec.fail(impl, "grad_input", f"backward returned {len(got)} gradients, expected {len(self.grads)}")
-                continue
-            for i, (k, gk) in enumerate(zip(self.grads, got, strict=True)):
-                exp = ref.grads.get(k)
-                if exp is None:
-                    rec.compare(impl, grad_check(k, i), gk, None, 0, 0, f"grad of {k} (absent parameter)")
-                else:
-                    rec.compare(impl, grad_check(k, i), gk, exp.value, exp.n, exp.S, f"grad of {k}")
-            if self.linear:
                 self.check_adjoint(case, built, inputs, upcast, g, dtype, impl, kernel, rec)
-            if dtype == "float64" and self._fd_size(upcast) <= self.fd_max and rec.take_fd(impl):
+            except NotImplementedError as exc:  # e.g. declines the case without its bias
+                rec.unsupported(impl, ["adjoint"], f"NotImplementedError: {exc}")
+        if dtype == "float64" and self.fd_allowed(built, upcast) and rec.take_fd(impl):
+            try:
                 self.check_fd(built, inputs, g, kernel, impl, rec)
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["finite_difference"], f"NotImplementedError: {exc}")
 
     def compare_forward_extra(
         self,
@@ -243,8 +286,11 @@ class OpSpec(Spec):
     ) -> None:
         """Extra forward outputs (max_pool2d's indices) checked inside ``forward``."""
 
-    def _fd_size(self, arrays: dict[str, Any]) -> int:
-        return sum(v.size for k, v in arrays.items() if k in self.grads and isinstance(v, np.ndarray))
+    def fd_allowed(self, built: Built, arrays: dict[str, Any]) -> bool:
+        """Finite differences on this case: small enough, and smooth (``built.extra["no_fd"]``
+        marks a case at a kink or with ties, where the derivative does not exist)."""
+        size = sum(v.size for k, v in arrays.items() if k in self.grads and isinstance(v, np.ndarray))
+        return size <= self.fd_max and not built.extra.get("no_fd")
 
     def _expect_rejection(
         self, case: dict[str, Any], built: Built, inputs: dict[str, Any], impls: list[str], rec: core.Recorder, why: str
@@ -285,8 +331,8 @@ class OpSpec(Spec):
         if res.passed:
             rec.ok(impl, "adjoint", res.worst_abs_err, res.worst_ratio)
         else:
-            rec.fail(impl, "adjoint", f"<op(x), g> = {lhs!r} but <x, op^T(g)> = {rhs!r}: {res.describe()}",
-                     res.worst_abs_err, res.worst_ratio)  # fmt: skip
+            rec.fail(impl, "adjoint", f"<op(x), g> = {core.num(lhs)} but <x, op^T(g)> = {core.num(rhs)}: "
+                     f"{res.describe()}", res.worst_abs_err, res.worst_ratio)  # fmt: skip
 
     def check_fd(
         self, built: Built, inputs: dict[str, Any], g: np.ndarray, kernel: kernels.Kernel, impl: str, rec: core.Recorder

@@ -94,14 +94,15 @@ class DropoutSpec(OpSpec):
                 rec.unsupported(impl, ["rejects", *self.checks(dtype)], str(exc))
                 continue
             except Exception as exc:
-                rec.fail(
-                    impl, "rejects", f"refcnn rejected a configuration PyTorch accepts: {type(exc).__name__}: {exc}"
-                )
+                if core.rejected_by_validator(exc, self.op):
+                    rec.fail(impl, "rejects", f"refcnn's {self.op} rejected a configuration PyTorch accepts: {exc}")
+                else:
+                    rec.crash(impl, "forward", "forward", exc)
                 continue
             rec.ok(impl, "rejects")
             y = np.asarray(y)
             if y.dtype != dt or y.shape != x.shape:
-                rec.fail(impl, "forward", f"y has dtype {y.dtype} and shape {y.shape}, expected {dt} {x.shape}")
+                rec.fail(impl, "forward", f"{impl} gave dtype {y.dtype} and shape {y.shape}, expected {dt} {x.shape}")
                 continue
             if not training or p == 0:
                 mask = np.ones(x.shape)
@@ -130,7 +131,8 @@ class DropoutSpec(OpSpec):
             yt = xt * noise
             yt.backward(torch.from_numpy(np.asarray(g, np.float64)))
             n = 2  # the noise's division and the product
-            rec.compare(impl, "forward", y, yt.detach().numpy(), n, np.abs(yt.detach().numpy()), "forward")
+            if not rec.compare(impl, "forward", y, yt.detach().numpy(), n, np.abs(yt.detach().numpy()), "forward"):
+                continue
             kept = float(mask_t.sum())
             m = mask_t.size
             if training and m:
@@ -151,6 +153,9 @@ class DropoutSpec(OpSpec):
                 (gx,) = kernel.backward(g, ctx)
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["grad_input"], str(exc))
+                continue
+            except Exception as exc:
+                rec.crash(impl, "grad_input", "backward", exc)
                 continue
             assert xt.grad is not None
             rec.compare(impl, "grad_input", gx, xt.grad.numpy(), n, np.abs(xt.grad.numpy()), "grad of x")

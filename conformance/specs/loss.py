@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
-from .. import core
 from ..core import rng_for
 from ..strategies import make_normal, seeds
 from .base import Built, OpSpec
@@ -267,7 +266,7 @@ class PointwiseLossSpec(OpSpec):
             return torch_op(**kw, **cfg)
 
         R = int(np.prod(shape)) if case["reduction"] in ("mean", "sum") else 1
-        return Built(arrays, cfg, fn, R=R)
+        return Built(arrays, cfg, fn, R=R, extra={"no_fd": bool(case["kinks"])})  # no derivative at a kink
 
     def extra_terms(self, built: Built, upcast: dict[str, Any], g: np.ndarray) -> dict[str, np.ndarray]:
         """binary_cross_entropy_with_logits: PyTorch's float64 (1-t)*x + l*(max(-x,0) + log(...))
@@ -291,13 +290,6 @@ class PointwiseLossSpec(OpSpec):
         if reduction == "mean":
             return {"forward": np.asarray(terms.mean() if terms.size else 0.0)}
         return {"forward": terms}
-
-    def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
-        self._kinks = bool(case["kinks"])
-        super().check(case, dtype, impls, rec)
-
-    def _fd_size(self, arrays: dict[str, Any]) -> int:
-        return 10**9 if self._kinks else super()._fd_size(arrays)
 
 
 SPECS = [ClassLossSpec("cross_entropy"), ClassLossSpec("nll_loss")] + [PointwiseLossSpec(op) for op in POINTWISE]

@@ -106,7 +106,7 @@ class MaxPool2dSpec(_Window):
         def fn(x: torch.Tensor) -> torch.Tensor:
             return F.max_pool2d(x, **cfg)
 
-        return Built({"x": x}, cfg, fn)
+        return Built({"x": x}, cfg, fn, extra={"no_fd": bool(case.get("ties"))})  # FD needs a tie-free input
 
     def checks(self, dtype: str) -> list[str]:
         return [*super().checks(dtype), "indices"]
@@ -119,15 +119,8 @@ class MaxPool2dSpec(_Window):
         undefined in PyTorch there, are not."""
         with torch.no_grad():
             y = F.max_pool2d(torch.from_numpy(upcast["x"]), **built.config)
-        self._empty_window = bool(torch.isneginf(y).any())
-        return self._empty_window
-
-    def _fd_size(self, arrays: dict[str, Any]) -> int:
-        return 10**9 if self._ties else super()._fd_size(arrays)
-
-    def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
-        self._ties = bool(case.get("ties"))  # finite differences need a tie-free input
-        super().check(case, dtype, impls, rec)
+        built.extra["empty_window"] = bool(torch.isneginf(y).any())
+        return bool(built.extra["empty_window"])
 
     def compare_forward_extra(
         self,
@@ -139,12 +132,12 @@ class MaxPool2dSpec(_Window):
         impl: str,
         rec: core.Recorder,
     ) -> None:
-        if self._empty_window:
+        if built.extra.get("empty_window"):
             return
         _, idx = F.max_pool2d(torch.from_numpy(upcast["x"]), return_indices=True, **built.config)
         got = getattr(ctx, "indices", None)
         if got is None:
-            rec.fail(impl, "indices", "ctx has no .indices (DESIGN §3: PyTorch's flat indices)")
+            rec.not_applicable(impl, "indices", "its ctx keeps no .indices (PyTorch's flat argmax indices)")
             return
         _compare_indices(got, idx.numpy(), impl, rec)
 
@@ -281,7 +274,7 @@ class AdaptiveMaxPool2dSpec(AdaptiveAvgPool2dSpec):
         _, idx = F.adaptive_max_pool2d(torch.from_numpy(upcast["x"]), built.config["output_size"], return_indices=True)
         got = getattr(ctx, "indices", None)
         if got is None:
-            return  # DESIGN names indices for max_pool2d only
+            return  # indices are required of max_pool2d only
         _compare_indices(got, idx.numpy(), impl, rec)
 
 

@@ -145,7 +145,11 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y, y <= 0
 
 
-def relu_backward(grad_y: np.ndarray, stopped: np.ndarray) -> tuple[np.ndarray]:
+def relu_backward(
+    grad_y: np.ndarray, stopped: np.ndarray, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     return (_out(np.where(stopped, 0, grad_y), grad_y.dtype),)
 
 
@@ -162,7 +166,11 @@ def leaky_relu_forward(x: np.ndarray, *, negative_slope: float = 0.01) -> tuple[
     return _out(np.where(x > 0, x, x * slope), x.dtype), (x, slope)
 
 
-def leaky_relu_backward(grad_y: np.ndarray, ctx: tuple[np.ndarray, float]) -> tuple[np.ndarray]:
+def leaky_relu_backward(
+    grad_y: np.ndarray, ctx: tuple[np.ndarray, float], *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     x, slope = ctx
     return (_out(np.where(x > 0, grad_y, grad_y * slope), grad_y.dtype),)
 
@@ -181,7 +189,11 @@ def elu_forward(x: np.ndarray, *, alpha: float = 1.0) -> tuple[np.ndarray, tuple
     return _out(np.where(x > 0, x, a * np.expm1(neg)), x.dtype), (x, a)
 
 
-def elu_backward(grad_y: np.ndarray, ctx: tuple[np.ndarray, float]) -> tuple[np.ndarray]:
+def elu_backward(
+    grad_y: np.ndarray, ctx: tuple[np.ndarray, float], *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     x, a = ctx
     return (_out(np.where(x > 0, grad_y, grad_y * (a * np.exp(np.minimum(x, 0)))), grad_y.dtype),)
 
@@ -224,7 +236,11 @@ def gelu_forward(x: np.ndarray, *, approximate: str = "none") -> tuple[np.ndarra
     return _out(y, x.dtype), (x, approximate)
 
 
-def gelu_backward(grad_y: np.ndarray, ctx: tuple[np.ndarray, str]) -> tuple[np.ndarray]:
+def gelu_backward(
+    grad_y: np.ndarray, ctx: tuple[np.ndarray, str], *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     x, approximate = ctx
     with np.errstate(over="ignore", invalid="ignore"):
         if approximate == "tanh":
@@ -250,7 +266,9 @@ def silu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _out(x * sigmoid(x), x.dtype), x
 
 
-def silu_backward(grad_y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
+def silu_backward(grad_y: np.ndarray, x: np.ndarray, *, needs_input_grad: bool = True) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     return (_out(grad_y * (sigmoid(x) * (1 + x * sigmoid(-x))), grad_y.dtype),)
 
 
@@ -265,7 +283,11 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.nda
     return y, (x, y.copy())  # ctx's own y: the caller may write into the output
 
 
-def sigmoid_backward(grad_y: np.ndarray, ctx: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray]:
+def sigmoid_backward(
+    grad_y: np.ndarray, ctx: tuple[np.ndarray, np.ndarray], *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     x, y = ctx
     return (_out(grad_y * (y * sigmoid(-x)), grad_y.dtype),)
 
@@ -280,7 +302,9 @@ def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _out(np.tanh(x), x.dtype), x
 
 
-def tanh_backward(grad_y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
+def tanh_backward(grad_y: np.ndarray, x: np.ndarray, *, needs_input_grad: bool = True) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     e = np.exp(-2 * np.abs(x))
     return (_out(grad_y * (4 * e / ((1 + e) * (1 + e))), grad_y.dtype),)
 
@@ -302,7 +326,11 @@ def hardtanh_forward(
     return _out(np.clip(x, lo, hi), x.dtype), (x, lo, hi)
 
 
-def hardtanh_backward(grad_y: np.ndarray, ctx: tuple[np.ndarray, float, float]) -> tuple[np.ndarray]:
+def hardtanh_backward(
+    grad_y: np.ndarray, ctx: tuple[np.ndarray, float, float], *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     x, lo, hi = ctx
     return (_out(np.where((x <= lo) | (x >= hi), 0, grad_y), grad_y.dtype),)
 
@@ -341,7 +369,11 @@ def softmax_forward(x: np.ndarray, *, dim: int) -> tuple[np.ndarray, _SoftmaxCtx
     return np.array(y.reshape(x.shape), dtype=x.dtype), (y, d, x.shape)
 
 
-def softmax_backward(grad_y: np.ndarray, ctx: _SoftmaxCtx) -> tuple[np.ndarray]:
+def softmax_backward(
+    grad_y: np.ndarray, ctx: _SoftmaxCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     y, d, shape = ctx
     gy = grad_y.reshape(y.shape)
     gx = y * (gy - (gy * y).sum(axis=d, keepdims=True))
@@ -357,7 +389,11 @@ def log_softmax_forward(x: np.ndarray, *, dim: int) -> tuple[np.ndarray, _Softma
     return np.array(y.reshape(x.shape), dtype=x.dtype), (y, d, x.shape)  # a copy, as softmax's
 
 
-def log_softmax_backward(grad_y: np.ndarray, ctx: _SoftmaxCtx) -> tuple[np.ndarray]:
+def log_softmax_backward(
+    grad_y: np.ndarray, ctx: _SoftmaxCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     y, d, shape = ctx
     gy = grad_y.reshape(y.shape)
     gx = gy - np.exp(y) * gy.sum(axis=d, keepdims=True)

@@ -36,16 +36,14 @@ arrive as pairs of ints; padding is symmetric, the module pads anything else its
 
 from __future__ import annotations
 
-import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from . import registry
 from ._checks import check_float, check_pair, check_same_dtype
+from ._im2col import Geometry, Phases, geometry, release_workspace, scratch
 
 __all__ = [
     "conv_output_size", "conv_transpose_output_size", "validate_conv2d", "validate_conv_transpose2d",
@@ -170,10 +168,6 @@ def validate_conv_transpose2d(
         )
 
 
-registry.set_validator("conv2d", validate_conv2d)
-registry.set_validator("conv_transpose2d", validate_conv_transpose2d)
-
-
 # ---- reference: one output element at a time ---------------------------------------------
 def _window(top: int, left: int, kernel: Pair, dilation: Pair) -> tuple[slice, slice]:
     """The rows and columns of x_pad that kernel offsets (0..kH-1, 0..kW-1) meet from (top, left)."""
@@ -281,11 +275,14 @@ def conv2d_reference_forward(
     return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
 
 
-def conv2d_reference_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """gx, gw, gb by the module docstring's backward formulas, one gy element at a time."""
+def conv2d_reference_backward(
+    grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """gx, gw, gb by the module docstring's backward formulas, one gy element at a time
+    (gx None unless ``needs_input_grad``)."""
     x, w = ctx.x, ctx.weight
     config = (ctx.stride, ctx.padding, ctx.dilation, ctx.groups)
-    gx = _reference_input_grad(grad_y, w, (x.shape[2], x.shape[3]), *config)
+    gx = _reference_input_grad(grad_y, w, (x.shape[2], x.shape[3]), *config) if needs_input_grad else None
     gw = _reference_weight_grad(x, grad_y, (w.shape[2], w.shape[3]), *config)
     return gx, gw, _bias_grad(grad_y, ctx.has_bias)
 
@@ -301,298 +298,143 @@ def conv_transpose2d_reference_forward(
 
 
 def conv_transpose2d_reference_backward(
-    grad_y: np.ndarray, ctx: _Ctx
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """gx = conv2d(gy, w) (no bias) on x's grid; gw = conv2d's weight gradient with gy as
-    conv2d's input and x as its output gradient; gb = sum of gy over (n, i, j)."""
+    grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """gx = conv2d(gy, w) (no bias) on x's grid (None unless ``needs_input_grad``); gw =
+    conv2d's weight gradient with gy as conv2d's input and x as its output gradient; gb =
+    sum of gy over (n, i, j)."""
     x, w = ctx.x, ctx.weight
     config = (ctx.stride, ctx.padding, ctx.dilation, ctx.groups)
-    gx = _reference_correlate(grad_y, w, (x.shape[2], x.shape[3]), *config)
+    gx = _reference_correlate(grad_y, w, (x.shape[2], x.shape[3]), *config) if needs_input_grad else None
     gw = _reference_weight_grad(grad_y, x, (w.shape[2], w.shape[3]), *config)
     return gx, gw, _bias_grad(grad_y, ctx.has_bias)
 
 
-# ---- fast: im2col in a channels-first, stride-phase layout + one BLAS product per group ----
-_local = threading.local()
-
-
-def _scratch(role: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A scratch array for one role in this thread, reused across calls (contents undefined).
-
-    The fast kernels' temporaries are big and short-lived; allocating them afresh costs a
-    page fault per 4 KiB on every call, which is a large share of a small convolution's
-    time. Three roles: "image" (a phase buffer, read by im2col or written by col2im),
-    "cols" (the columns, or their gradient) and "rows" (a product's (C_out, L) side: its
-    output, or gy). Within one call each role holds one live array at a time, so sharing a
-    role keeps the working set (and the cache misses) small. Nothing in scratch ever
-    escapes a kernel call: outputs are always fresh arrays. ``release_workspace()`` frees
-    the buffers of the calling thread.
-    """
-    buffers: dict[tuple[str, np.dtype], np.ndarray] = _local.__dict__.setdefault("buffers", {})
-    size = math.prod(shape)
-    buf = buffers.get((role, dtype))
-    if buf is None or buf.size < size:
-        buf = buffers[(role, dtype)] = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
-
-
-def release_workspace() -> None:
-    """Free the scratch buffers the fast conv kernels keep for the calling thread."""
-    _local.__dict__.pop("buffers", None)
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """Where a conv2d's windows lie in the buffer the fast kernel copies its image into.
-
-    The image (conv2d's input; a transposed conv's output) is (N, C, H, W), zero-padded by
-    (pH, pW); the windows give an (H_out, W_out) grid. The buffer is (C, N, sH, sW, Hq, Wq):
-    the padded image split into its sH*sW stride phases, phase (a, b) holding padded rows
-    a, a + sH, ... and columns b, b + sW, ... Kernel offset (p, q) with p*dH = u*sH + a and
-    q*dW = v*sW + b then reads phase (a, b) from (u, v) on with stride 1: windows of a strided
-    convolution are plain shifted views. In the *wide* layout each output row is computed
-    over the whole phase row (Wc = Wq columns, the last Wq - W_out discarded), so an offset's
-    view is one contiguous run per (c, n); a spare zero row at the bottom of each phase takes
-    the last run's overhang. Otherwise Wc = W_out.
-    """
-
-    N: int
-    C: int
-    H: int
-    W: int
-    C_out: int
-    kernel: Pair
-    stride: Pair
-    padding: Pair
-    dilation: Pair
-    groups: int
-    H_out: int
-    W_out: int
-    wide_ok: bool
-
-    @property
-    def Wq(self) -> int:
-        return -(-(self.W + 2 * self.padding[1]) // self.stride[1])
-
-    @property
-    def Hq(self) -> int:
-        return -(-(self.H + 2 * self.padding[0]) // self.stride[0]) + 1
-
-    @property
-    def wide(self) -> bool:
-        # Whole phase rows cost Wq - W_out extra columns in every product: worth it (long
-        # contiguous copies) while they are at most as many as the real ones.
-        return self.wide_ok and self.Wq <= 2 * self.W_out
-
-    @property
-    def Wc(self) -> int:
-        return self.Wq if self.wide else self.W_out
-
-    @property
-    def K(self) -> int:
-        """Reduction length of one group's product: channels per group x kernel offsets."""
-        return self.C // self.groups * self.kernel[0] * self.kernel[1]
-
-    @property
-    def L(self) -> int:
-        """Columns of the products: every (n, i, j) of the (wide) output grid."""
-        return self.N * self.H_out * self.Wc
-
-    def phase_slices(self, a: int, b: int) -> tuple[slice, slice, slice, slice]:
-        """Image rows/columns that land in phase (a, b), and where they land in it."""
-        pH, pW = self.padding
-        sH, sW = self.stride
-        top, left = -(-(pH - a) // sH), -(-(pW - b) // sW)  # first phase row/col inside the image
-        rows = range(top * sH + a - pH, self.H, sH)
-        cols = range(left * sW + b - pW, self.W, sW)
-        return (
-            slice(rows.start, self.H, sH), slice(cols.start, self.W, sW),
-            slice(top, top + len(rows)), slice(left, left + len(cols)),
-        )  # fmt: skip
-
-
-def _geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...], stride: Pair, padding: Pair,
-              dilation: Pair, groups: int, *zero_times: np.ndarray) -> _Geometry:  # fmt: skip
-    """The geometry of one call. ``zero_times``: the arrays whose entries meet the zeros of the
-    wide layout's extra columns in a product that is kept (gw, gx); the wide layout is used
-    only if they are all finite, as inf * 0 = nan would leak into the result. (Their sum is
-    finite if they are; a false alarm from overflow only costs the narrow layout.)"""
-    N, C, H, W = image
-    wide_ok = all(math.isfinite(float(np.sum(a))) for a in zero_times)
-    return _Geometry(N, C, H, W, weight.shape[0], (weight.shape[2], weight.shape[3]), stride, padding, dilation,
-                     groups, out_hw[0], out_hw[1], wide_ok)  # fmt: skip
-
-
-def _phased(image: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """image (N, C, H, W) copied into the zeroed (C, N, sH, sW, Hq, Wq) scratch buffer."""
-    sH, sW = geo.stride
-    buf = _scratch("image", (geo.C, geo.N, sH, sW, geo.Hq, geo.Wq), image.dtype)
-    buf[...] = 0
-    for a in range(sH):
-        for b in range(sW):
-            rows, cols, phase_rows, phase_cols = geo.phase_slices(a, b)
-            buf[:, :, a, b, phase_rows, phase_cols] = image[:, :, rows, cols].transpose(1, 0, 2, 3)
-    return buf
-
-
-def _unphased(buf: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """The adjoint of _phased: a fresh (N, C, H, W) array of the image part of buf."""
-    out = np.empty((geo.N, geo.C, geo.H, geo.W), dtype=buf.dtype)
-    for a in range(geo.stride[0]):
-        for b in range(geo.stride[1]):
-            rows, cols, phase_rows, phase_cols = geo.phase_slices(a, b)
-            out[:, :, rows, cols] = buf[:, :, a, b, phase_rows, phase_cols].transpose(1, 0, 2, 3)
-    return out
-
-
-def _offset_view(buf: np.ndarray, geo: _Geometry, p: int, q: int) -> np.ndarray:
-    """The (C, N, H_out, Wc) view of buf that kernel offset (p, q) meets: element (c, n, i, j)
-    is x_pad[n, c, i*sH + p*dH, j*sW + q*dW] (a wide row runs on into the next phase row)."""
-    (u, a), (v, b) = divmod(p * geo.dilation[0], geo.stride[0]), divmod(q * geo.dilation[1], geo.stride[1])
-    start = ((a * geo.stride[1] + b) * geo.Hq + u) * geo.Wq + v
-    block = math.prod(buf.shape[2:])
-    # The last element read lies inside the (c, n) block (the spare row takes the overhang):
-    # as_strided does not check bounds, so this is checked here.
-    assert start + (geo.H_out - 1) * geo.Wq + geo.Wc <= block, (geo, p, q)
-    flat = buf.reshape(geo.C, geo.N, block)[:, :, start:]
-    return as_strided(flat, (geo.C, geo.N, geo.H_out, geo.Wc), (*buf.strides[:2], *buf.strides[4:]))
-
-
-def _im2col(image: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """cols (groups, K, L): cols[g, (c, p, q), (n, i, j)] = x_pad[n, g*Cg + c, i*sH + p*dH, j*sW + q*dW]."""
-    buf = _phased(image, geo)
-    kH, kW = geo.kernel
-    cols = _scratch("cols", (geo.C, kH, kW, geo.N, geo.H_out, geo.Wc), image.dtype)
-    for p in range(kH):
-        for q in range(kW):
-            cols[:, p, q] = _offset_view(buf, geo, p, q)
-    return cols.reshape(geo.groups, geo.K, geo.L)
-
-
-def _col2im(dcols: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """The adjoint of _im2col: every column entry added back where it was read; a fresh
-    (N, C, H, W) array without the padding."""
-    kH, kW = geo.kernel
-    buf = _scratch("image", (geo.C, geo.N, *geo.stride, geo.Hq, geo.Wq), dcols.dtype)
-    buf[...] = 0
-    parts = dcols.reshape(geo.C, kH, kW, geo.N, geo.H_out, geo.Wc)
-    for p in range(kH):
-        for q in range(kW):
-            _offset_view(buf, geo, p, q)[...] += parts[:, p, q]
-    return _unphased(buf, geo)
-
-
-def _to_rows(grad: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """(N, C_out, H_out, W_out) -> (groups, C_out/groups, L) in the output grid's column order,
-    the wide layout's extra columns zero (so they add nothing to any product)."""
-    rows = _scratch("rows", (geo.C_out, geo.N, geo.H_out, geo.Wc), grad.dtype)
-    rows[..., geo.W_out :] = 0
-    rows[..., : geo.W_out] = grad.transpose(1, 0, 2, 3)
-    return rows.reshape(geo.groups, geo.C_out // geo.groups, geo.L)
-
-
-def _from_rows(rows: np.ndarray, geo: _Geometry, bias: np.ndarray | None) -> np.ndarray:
-    """(groups, C_out/groups, L) -> a fresh (N, C_out, H_out, W_out) array (+ bias): the
-    transpose back to batch-first and the bias add are one pass."""
-    grid = rows.reshape(geo.C_out, geo.N, geo.H_out, geo.Wc)[..., : geo.W_out].transpose(1, 0, 2, 3)
-    out = np.empty((geo.N, geo.C_out, geo.H_out, geo.W_out), dtype=rows.dtype)
-    if bias is None:
-        np.copyto(out, grid)
-    else:
-        np.add(grid, bias[:, None, None], out=out)
-    return out
-
-
-def _grouped(weight: np.ndarray, geo: _Geometry) -> np.ndarray:
+# ---- fast: im2col over cache-sized chunks of the batch + one BLAS product per group --------
+def _grouped(weight: np.ndarray, geo: Geometry) -> np.ndarray:
     """weight (C_out, Cg, kH, kW) -> (groups, C_out/groups, K), K in (c, p, q) order as cols."""
     return weight.reshape(geo.groups, geo.C_out // geo.groups, geo.K)
 
 
-def _correlate_cols(cols: np.ndarray, weight: np.ndarray, geo: _Geometry, bias: np.ndarray | None) -> np.ndarray:
-    """y = w[g] @ cols[g] per group, back to (N, C_out, H_out, W_out) with the bias."""
-    rows = _scratch("rows", (geo.groups, geo.C_out // geo.groups, geo.L), cols.dtype)
+def _correlate_chunk(cols: np.ndarray, weight: np.ndarray, geo: Geometry, out: np.ndarray,
+                     bias: np.ndarray | None) -> None:  # fmt: skip
+    """out (a chunk of y) = w[g] @ cols[g] per group, back to batch-first, + bias."""
+    rows = scratch("rows", (geo.groups, geo.C_out // geo.groups, cols.shape[2]), cols.dtype)
     np.matmul(_grouped(weight, geo), cols, out=rows)
-    return _from_rows(rows, geo, bias)
+    geo.from_rows(rows, out, bias)
 
 
-def _weight_grad_cols(cols: np.ndarray, grad_rows: np.ndarray, weight_shape: tuple[int, ...]) -> np.ndarray:
-    """gw[g] = gy_rows[g] @ cols[g].T: one product per group over all (n, i, j) at once.
-    BLAS runs the same product as gw[g].T = cols[g] @ gy_rows[g].T markedly faster (up to 2x
-    for few output channels), so it computes that and transposes the small result."""
-    gw_t = np.matmul(cols, grad_rows.transpose(0, 2, 1))
-    return np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(weight_shape)
-
-
-def _input_grad_rows(grad_rows: np.ndarray, weight: np.ndarray, geo: _Geometry) -> np.ndarray:
-    """dcols[g] = w[g].T @ gy_rows[g], then added back into the image by _col2im."""
-    dcols = _scratch("cols", (geo.groups, geo.K, geo.L), grad_rows.dtype)
+def _input_grad_chunk(grad_rows: np.ndarray, weight: np.ndarray, geo: Geometry, dst: Phases,
+                      out: np.ndarray) -> None:  # fmt: skip
+    """out (a chunk of gx) = col2im(w[g].T @ gy_rows[g])."""
+    dcols = scratch("cols", (geo.groups, geo.K, grad_rows.shape[2]), grad_rows.dtype)
     np.matmul(_grouped(weight, geo).transpose(0, 2, 1), grad_rows, out=dcols)
-    return _col2im(dcols, geo)
+    dst.col2im_add(dcols, out.shape[0])
+    dst.store(out)
+
+
+def _weight_grad_chunk(cols: np.ndarray, grad_rows: np.ndarray, gw_t: np.ndarray) -> None:
+    """gw[g].T += cols[g] @ gy_rows[g].T: BLAS runs this orientation markedly faster than
+    gy_rows @ cols.T (up to 2x for few output channels); the small result is transposed once."""
+    gw_t += np.matmul(cols, grad_rows.transpose(0, 2, 1))
+
+
+def _weight_grad(gw_t: np.ndarray, weight_shape: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(weight_shape)
 
 
 def conv2d_fast_forward(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *,
     stride: Pair, padding: Pair, dilation: Pair, groups: int,
 ) -> tuple[np.ndarray, _Ctx]:  # fmt: skip
-    """im2col in a channels-first, stride-phase layout, then one BLAS product per group.
+    """im2col in a channels-first, stride-phase layout, a chunk of the batch at a time, then
+    one BLAS product per group and chunk.
 
-    Layout trick: x is copied once into a zeroed (C, N, sH, sW, Hq, Wq) buffer, the padded
-    image split into its stride phases (see ``_Geometry``), where every kernel offset's
-    windows are a plain shifted view with unit strides. The columns matrix is built as
-    (C, kH, kW, N, H_out, Wc), one copy per kernel offset; with the wide layout (whole
-    phase rows, Wc = Wq) each copy is one contiguous run per (c, n) image rather than H_out
-    short ones, for Wq - W_out discarded columns in the products. Channels-first columns
-    make y^T = w (C_out, K) @ cols (K, N*H_out*Wc) one product for the whole batch, whose
-    (C_out, N, ...) result goes back to (N, C_out, H_out, W_out) in the same pass as the
-    bias add and the crop of the extra columns. No copy is ever made of a window per
-    output pixel, and scratch buffers are reused across calls (``_scratch``).
-    Backward rebuilds the columns: gw = gy_rows @ cols^T (gy_rows: gy in the output grid's
-    column order), gx = col2im(w^T @ gy_rows), adding back one offset at a time into a
-    phase buffer; gb = gy_rows @ ones.
+    Layout trick (``refcnn.kernels._im2col``): a chunk of images is copied into a zeroed
+    buffer where they lie side by side along each padded row, sharing their zero padding,
+    split into stride phases, so that every kernel offset's windows, for the whole chunk,
+    are one shifted view with unit strides. In the wide layout the products run over whole
+    phase rows, so each offset's columns are ONE contiguous copy per channel (with stride 1
+    all offsets are one copy), for a few discarded columns per image (its shared padding).
+    Channels-first columns make y^T = w (C_out, K) @ cols (K, L) one product per chunk, whose
+    (C_out, ...) result goes back to (n, C_out, H_out, W_out) in the same pass as the bias
+    add and the crop. Chunks of about ``CHUNK_BYTES`` keep the product's operands and the
+    copies in cache, and the extra memory below one full im2col matrix.
+    Backward rebuilds each chunk's columns (keeping them would cost memory and measured no
+    faster): gw = sum over chunks of gy_rows @ cols^T, gx = col2im(w^T @ gy_rows), added
+    back one offset at a time into a phase buffer; gb = gy_rows @ ones.
     """
     out_hw = _conv2d_out_hw(x, weight, stride, padding, dilation)
-    geo = _geometry(x.shape, weight, out_hw, stride, padding, dilation, groups)
-    y = _correlate_cols(_im2col(x, geo), weight, geo, bias)
+    geo = geometry(x.shape, weight, out_hw, stride, padding, dilation, groups)
+    y = np.empty((x.shape[0], weight.shape[0], *out_hw), dtype=x.dtype)
+    src = Phases("image", geo, x.dtype)
+    for start, stop in geo.chunks():
+        src.load(x[start:stop])
+        _correlate_chunk(src.im2col(stop - start), weight, geo, y[start:stop], bias)
     return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
 
 
 def conv2d_fast_backward(
     grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Per chunk: gy's rows serve the weight gradient (with x's rebuilt columns), the bias
+    gradient (a BLAS matrix-vector product: the extra columns are zero) and, when asked
+    for, the input gradient."""
     x, w = ctx.x, ctx.weight
-    geo = _geometry(x.shape, w, grad_y.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, x, w)
-    grad_rows = _to_rows(grad_y, geo)
-    gw = _weight_grad_cols(_im2col(x, geo), grad_rows, w.shape)
-    gx = _input_grad_rows(grad_rows, w, geo) if needs_input_grad else None
-    # gb from the contiguous rows (their extra columns are zero): a BLAS matrix-vector product
-    gb = grad_rows.reshape(geo.C_out, geo.L) @ np.ones(geo.L, grad_y.dtype) if ctx.has_bias else None
-    return gx, gw, gb
+    geo = geometry(x.shape, w, grad_y.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, x, w)
+    gw_t = np.zeros((geo.groups, geo.K, geo.C_out // geo.groups), dtype=x.dtype)
+    gb = np.zeros(geo.C_out, dtype=x.dtype) if ctx.has_bias else None
+    gx = np.empty_like(x) if needs_input_grad else None
+    src = Phases("image", geo, x.dtype)
+    dst = Phases("grad_image", geo, x.dtype) if gx is not None else None
+    for start, stop in geo.chunks():
+        grad_rows = geo.to_rows(grad_y[start:stop])
+        src.load(x[start:stop])
+        _weight_grad_chunk(src.im2col(stop - start), grad_rows, gw_t)
+        if gb is not None:
+            gb += grad_rows.reshape(geo.C_out, -1) @ np.ones(grad_rows.shape[2], x.dtype)
+        if gx is not None and dst is not None:
+            _input_grad_chunk(grad_rows, w, geo, dst, gx[start:stop])
+    return gx, _weight_grad(gw_t, w.shape), gb
 
 
 def conv_transpose2d_fast_forward(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *,
     stride: Pair, padding: Pair, output_padding: Pair, dilation: Pair, groups: int,
 ) -> tuple[np.ndarray, _Ctx]:  # fmt: skip
-    """conv2d's fast input gradient with x as gy, onto an image of the output's size: one
-    product per group (w^T @ x^T) and a col2im, plus the bias."""
+    """conv2d's fast input gradient with x as gy, onto an image of the output's size: per
+    chunk one product per group (w^T @ x_rows) and a col2im; then the bias."""
     out_hw = _transpose_out_hw(x, weight, stride, padding, output_padding, dilation)
-    geo = _geometry((x.shape[0], weight.shape[1] * groups, *out_hw), weight, x.shape[2:], stride, padding,
-                    dilation, groups, weight)  # fmt: skip
-    y = _add_bias(_input_grad_rows(_to_rows(x, geo), weight, geo), bias)
-    return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
+    geo = geometry((x.shape[0], weight.shape[1] * groups, *out_hw), weight, x.shape[2:], stride, padding,
+                   dilation, groups, weight)  # fmt: skip
+    y = np.empty((x.shape[0], geo.C, *out_hw), dtype=x.dtype)
+    dst = Phases("grad_image", geo, x.dtype)
+    for start, stop in geo.chunks():
+        _input_grad_chunk(geo.to_rows(x[start:stop]), weight, geo, dst, y[start:stop])
+    return _add_bias(y, bias), _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
 
 
-def conv_transpose2d_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """gy's columns are built once and serve both products: gx = conv2d(gy, w) and
-    gw = conv2d's weight gradient with gy as input and x as output gradient."""
+def conv_transpose2d_fast_backward(
+    grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """gy's columns are built once per chunk and serve both products: gx = conv2d(gy, w)
+    and gw = conv2d's weight gradient with gy as input and x as output gradient."""
     x, w = ctx.x, ctx.weight
-    geo = _geometry(grad_y.shape, w, x.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, grad_y)
-    cols = _im2col(grad_y, geo)
-    gx = _correlate_cols(cols, w, geo, None)
-    gw = _weight_grad_cols(cols, _to_rows(x, geo), w.shape)
-    return gx, gw, _bias_grad(grad_y, ctx.has_bias)
+    geo = geometry(grad_y.shape, w, x.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, grad_y)
+    gw_t = np.zeros((geo.groups, geo.K, geo.C_out // geo.groups), dtype=x.dtype)
+    gx = np.empty_like(x) if needs_input_grad else None
+    src = Phases("image", geo, x.dtype)
+    for start, stop in geo.chunks():
+        src.load(grad_y[start:stop])
+        cols = src.im2col(stop - start)
+        if gx is not None:
+            _correlate_chunk(cols, w, geo, gx[start:stop], None)
+        _weight_grad_chunk(cols, geo.to_rows(x[start:stop]), gw_t)
+    return gx, _weight_grad(gw_t, w.shape), _bias_grad(grad_y, ctx.has_bias)
 
 
+registry.set_validator("conv2d", validate_conv2d)
+registry.set_validator("conv_transpose2d", validate_conv_transpose2d)
 registry.register("conv2d", "reference", conv2d_reference_forward, conv2d_reference_backward)
 registry.register("conv2d", "fast", conv2d_fast_forward, conv2d_fast_backward)
 registry.register(

@@ -92,7 +92,9 @@ def dropout2d_forward(
     return _apply(x, float(p), bool(training), generator, mask_shape)
 
 
-def dropout_backward(grad_y: np.ndarray, ctx: DropoutCtx) -> tuple[np.ndarray]:
+def dropout_backward(grad_y: np.ndarray, ctx: DropoutCtx, *, needs_input_grad: bool = True) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:
+        return (None,)
     if ctx.noise is None:
         return (grad_y,)
     with np.errstate(invalid="ignore"):  # inf * 0 = nan silently, as PyTorch

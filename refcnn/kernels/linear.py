@@ -9,6 +9,7 @@ Backward, with the leading dims of x flattened into M rows (x2: (M, in), gy2: (M
         gx = gy2 @ w                      reshaped to x.shape
         gw = gy2.T @ x2                   (out, in)
         gb = sum over the M rows of gy2   (out,), None when bias is None
+        (gx is skipped, None, when the backward is called with needs_input_grad=False)
 
 Implementations: ``reference`` (the sums as plain loops, accumulated in float64 and rounded
 once to the input dtype) and ``fast`` (the same products as BLAS matrix multiplications;
@@ -71,20 +72,25 @@ def linear_reference_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray
     return y.reshape(*x.shape[:-1], out_features), (x2, weight, bias is not None, x.shape)
 
 
-def linear_reference_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """gx[m, i] = sum_o gy[m, o] w[o, i];  gw[o, i] = sum_m gy[m, o] x[m, i];  gb[o] = sum_m gy[m, o]."""
+def linear_reference_backward(
+    grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """gx[m, i] = sum_o gy[m, o] w[o, i];  gw[o, i] = sum_m gy[m, o] x[m, i];  gb[o] = sum_m gy[m, o].
+    gx is None when ``needs_input_grad`` is False."""
     x2, weight, has_bias, x_shape = ctx
     out_features, in_features = weight.shape
     M = x2.shape[0]
     gy = grad_y.reshape(M, out_features)
     zero = np.float64(0)  # as in forward: the M-row sums of gw and gb would drift in float32
-    gx = np.empty((M, in_features), dtype=x2.dtype)
-    for m in range(M):
-        for i in range(in_features):
-            acc = zero
-            for o in range(out_features):
-                acc += gy[m, o] * weight[o, i]
-            gx[m, i] = acc
+    gx = None
+    if needs_input_grad:
+        gx = np.empty((M, in_features), dtype=x2.dtype)
+        for m in range(M):
+            for i in range(in_features):
+                acc = zero
+                for o in range(out_features):
+                    acc += gy[m, o] * weight[o, i]
+                gx[m, i] = acc
     gw = np.empty((out_features, in_features), dtype=x2.dtype)
     for o in range(out_features):
         for i in range(in_features):
@@ -100,7 +106,7 @@ def linear_reference_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray
             for m in range(M):
                 acc += gy[m, o]
             gb[o] = acc
-    return gx.reshape(x_shape), gw, gb
+    return None if gx is None else gx.reshape(x_shape), gw, gb
 
 
 # ---- fast: BLAS -----------------------------------------------------------------------
@@ -115,10 +121,12 @@ def linear_fast_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
     return y.reshape(*x.shape[:-1], weight.shape[0]), (x2, weight, bias is not None, x.shape)
 
 
-def linear_fast_backward(grad_y: np.ndarray, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def linear_fast_backward(
+    grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     x2, weight, has_bias, x_shape = ctx
     gy = grad_y.reshape(x2.shape[0], weight.shape[0])
-    gx = (gy @ weight).reshape(x_shape)
+    gx = (gy @ weight).reshape(x_shape) if needs_input_grad else None
     gw = gy.T @ x2
     # The row sum in float64, rounded once: NumPy adds row after row, and M float32 rows drift.
     gb = gy.sum(axis=0, dtype=np.float64).astype(gy.dtype) if has_bias else None

@@ -1,7 +1,7 @@
 """Loss kernels: cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss,
 binary_cross_entropy, binary_cross_entropy_with_logits.
 
-Every op follows DESIGN §3::
+Every op is a pair of pure functions, as every kernel in refcnn.kernels::
 
     loss, ctx = forward(input, target, [weight, ...], *, reduction, ...)
     (grad_input,) = backward(grad_loss, ctx)
@@ -361,7 +361,9 @@ def cross_entropy_fast_forward(
     return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
 
 
-def cross_entropy_fast_backward(grad_loss: np.ndarray, ctx: CrossEntropyCtx) -> tuple[np.ndarray]:
+def cross_entropy_fast_backward(
+    grad_loss: np.ndarray, ctx: CrossEntropyCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray]:
     """dL/dlsm is G below (one row per sample); the log-softmax backward is one product."""
     lsm = ctx.lsm
     M, C = lsm.shape
@@ -461,7 +463,9 @@ def cross_entropy_reference_forward(
     return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, total_weight)
 
 
-def cross_entropy_reference_backward(grad_loss: np.ndarray, ctx: CrossEntropyCtx) -> tuple[np.ndarray]:
+def cross_entropy_reference_backward(
+    grad_loss: np.ndarray, ctx: CrossEntropyCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray]:
     """dL/dx[i, :] = g_i * (softmax_i * sum(a_i) - a_i), row by row (see the forward)."""
     lsm = ctx.lsm
     M, C = lsm.shape
@@ -524,7 +528,7 @@ def nll_loss_forward(
     return loss, NllCtx(input.shape, t, valid, wt, reduction, count)
 
 
-def nll_loss_backward(grad_loss: np.ndarray, ctx: NllCtx) -> tuple[np.ndarray]:
+def nll_loss_backward(grad_loss: np.ndarray, ctx: NllCtx, *, needs_input_grad: bool = True) -> tuple[np.ndarray]:
     M = ctx.t.size
     C = ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]
     g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
@@ -542,7 +546,9 @@ class PointwiseCtx(NamedTuple):
     divisor: int
 
 
-def _pointwise_backward(grad_loss: np.ndarray, ctx: PointwiseCtx) -> tuple[np.ndarray]:
+def _pointwise_backward(
+    grad_loss: np.ndarray, ctx: PointwiseCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray]:
     return (np.asarray(_scale(grad_loss, ctx.reduction, ctx.divisor) * ctx.slope, dtype=ctx.slope.dtype),)
 
 

@@ -266,7 +266,9 @@ def batch_norm_reference_forward(
 
 
 @_ieee
-def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> tuple[Any, Any, Any]:
+def batch_norm_reference_backward(
+    grad_y: np.ndarray, ctx: BatchNormRefCtx, *, needs_input_grad: bool = True
+) -> tuple[Any, Any, Any]:
     xc, rstd, weight = ctx.xc, ctx.rstd, ctx.weight
     grad_y = np.ascontiguousarray(grad_y)  # C order, as x in forward
     C = xc.shape[1]
@@ -274,7 +276,7 @@ def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> t
     gw = None if weight is None else np.zeros_like(weight)
     gb = np.zeros_like(rstd) if ctx.has_bias else None
     if xc.size == 0:
-        return gx, gw, gb
+        return gx if needs_input_grad else None, gw, gb
     for c in range(C):
         g = grad_y[:, c]
         d = xc[:, c]
@@ -291,7 +293,7 @@ def batch_norm_reference_backward(grad_y: np.ndarray, ctx: BatchNormRefCtx) -> t
             gx[:, c] = dxhat * r + dvar * 2 * d / M + dmu / M
         else:
             gx[:, c] = dxhat * r
-    return gx, gw, gb
+    return gx if needs_input_grad else None, gw, gb
 
 
 # ---- batch_norm: fast -----------------------------------------------------------------------
@@ -366,12 +368,18 @@ def batch_norm_fast_forward(
 
 
 @_ieee
-def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any, Any, Any]:
+def batch_norm_fast_backward(
+    grad_y: np.ndarray, ctx: BatchNormCtx, *, needs_input_grad: bool = True
+) -> tuple[Any, Any, Any]:
     xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
     N, C, L = xhat.shape
     g3 = np.ascontiguousarray(grad_y).reshape(N, C, L)  # C order, as x in forward
     sum_g = _channel_sum(g3)
     sum_gxhat = _channel_sum(g3 * xhat)
+    gw = None if weight is None else sum_gxhat
+    gb = sum_g if ctx.has_bias else None
+    if not needs_input_grad:
+        return None, gw, gb
     scale = rstd if weight is None else weight * rstd
     if ctx.batch_stats and xhat.size:
         M = N * L
@@ -381,8 +389,6 @@ def batch_norm_fast_backward(grad_y: np.ndarray, ctx: BatchNormCtx) -> tuple[Any
         gx *= scale[:, None]
     else:
         gx = g3 * scale[:, None]
-    gw = None if weight is None else sum_gxhat
-    gb = sum_g if ctx.has_bias else None
     return gx.reshape(ctx.x_shape), gw, gb
 
 
@@ -418,18 +424,20 @@ def _row_sum(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 @_ieee
-def _norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
+def _norm_backward(grad_y: np.ndarray, ctx: NormCtx, needs_input_grad: bool) -> tuple[Any, Any, Any]:
     xhat = ctx.xhat.reshape(ctx.x_shape)
     grad_y = np.ascontiguousarray(grad_y)  # C order: the set sums add in one order, any layout
-    gh = grad_y if ctx.weight is None else grad_y * ctx.weight
-    gh_sets = gh.reshape(ctx.xhat.shape)
-    M = ctx.xhat.shape[-1]
-    if M == 0:
-        gx = np.zeros(ctx.x_shape, grad_y.dtype)
-    else:
-        sum_gh = gh_sets.sum(axis=-1, keepdims=True)
-        sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
-        gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
+    gx = None
+    if needs_input_grad:
+        gh = grad_y if ctx.weight is None else grad_y * ctx.weight
+        gh_sets = gh.reshape(ctx.xhat.shape)
+        M = ctx.xhat.shape[-1]
+        if M == 0:
+            gx = np.zeros(ctx.x_shape, grad_y.dtype)
+        else:
+            sum_gh = gh_sets.sum(axis=-1, keepdims=True)
+            sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
+            gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
     # Over the leading axes NumPy adds row after row: in float64, rounded once (B rows of float32 drift).
     gw = None if ctx.weight is None else _row_sum(grad_y * xhat, ctx.param_axes).reshape(ctx.param_shape)
     gb = _row_sum(grad_y, ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
@@ -463,8 +471,8 @@ def group_norm_forward(
     return y, NormCtx(xhat_sets, rstd, w, axes, (C,), bias is not None, x.shape)
 
 
-def group_norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
-    return _norm_backward(grad_y, ctx)
+def group_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
+    return _norm_backward(grad_y, ctx, needs_input_grad)
 
 
 @_ieee
@@ -494,8 +502,8 @@ def layer_norm_forward(
     return y, NormCtx(xhat_sets, rstd, weight, axes, tuple(normalized_shape), bias is not None, x.shape)
 
 
-def layer_norm_backward(grad_y: np.ndarray, ctx: NormCtx) -> tuple[Any, Any, Any]:
-    return _norm_backward(grad_y, ctx)
+def layer_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
+    return _norm_backward(grad_y, ctx, needs_input_grad)
 
 
 registry.set_validator("batch_norm", validate_batch_norm)

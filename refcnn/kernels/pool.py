@@ -210,7 +210,11 @@ def max_pool2d_reference_forward(
     return y, MaxPoolCtx(x.shape, indices, kernel_size, stride, padding, dilation)
 
 
-def max_pool2d_reference_backward(grad_y: np.ndarray, ctx: MaxPoolCtx) -> tuple[np.ndarray]:
+def max_pool2d_reference_backward(
+    grad_y: np.ndarray, ctx: MaxPoolCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, H, W = ctx.x_shape
     kH, kW = ctx.kernel_size
     sH, sW = ctx.stride
@@ -358,7 +362,9 @@ def max_pool2d_fast_forward(
     return y, FastMaxPoolCtx(x.shape, code, kernel_size, stride, padding, dilation, empty)
 
 
-def max_pool2d_fast_backward(grad_y: np.ndarray, ctx: FastMaxPoolCtx) -> tuple[np.ndarray]:
+def max_pool2d_fast_backward(
+    grad_y: np.ndarray, ctx: FastMaxPoolCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
     """Scatter gy to the selected elements, two ways.
 
     Windows apart on both axes (no element in two windows): for each kernel offset o, the
@@ -368,6 +374,8 @@ def max_pool2d_fast_backward(grad_y: np.ndarray, ctx: FastMaxPoolCtx) -> tuple[n
     np.bincount over the flat positions (n*C + c)*H*W + index, weighted by gy
     (accumulated in float64, rounded once), empty windows weighted 0.
     """
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, H, W = ctx.x_shape
     kH, kW = ctx.kernel_size
     (sH, sW), (dH, dW) = ctx.stride, ctx.dilation
@@ -475,7 +483,11 @@ def avg_pool2d_reference_forward(
     return y, AvgPoolCtx(x.shape, kernel_size, stride, padding, divisor)
 
 
-def avg_pool2d_reference_backward(grad_y: np.ndarray, ctx: AvgPoolCtx) -> tuple[np.ndarray]:
+def avg_pool2d_reference_backward(
+    grad_y: np.ndarray, ctx: AvgPoolCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, H, W = ctx.x_shape
     kH, kW = ctx.kernel_size
     sH, sW = ctx.stride
@@ -525,9 +537,13 @@ def avg_pool2d_fast_forward(
     return y, AvgPoolCtx(x.shape, kernel_size, stride, padding, divisor)
 
 
-def avg_pool2d_fast_backward(grad_y: np.ndarray, ctx: AvgPoolCtx) -> tuple[np.ndarray]:
+def avg_pool2d_fast_backward(
+    grad_y: np.ndarray, ctx: AvgPoolCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
     """The forward's separable sums transposed: gy / D is spread over the kW column offsets
     (adds into strided views, clipped to the input), then over the kH row offsets."""
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, H, W = ctx.x_shape
     kH, kW = ctx.kernel_size
     H_out, W_out = grad_y.shape[2:]
@@ -581,7 +597,11 @@ def adaptive_avg_pool2d_reference_forward(x: np.ndarray, *, output_size: Pair) -
     return y, AdaptiveCtx(x.shape)
 
 
-def adaptive_avg_pool2d_reference_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+def adaptive_avg_pool2d_reference_backward(
+    grad_y: np.ndarray, ctx: AdaptiveCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, H, W = ctx.x_shape
     H_out, W_out = grad_y.shape[2:]
     h0, h1 = adaptive_bins(H, H_out)
@@ -639,9 +659,13 @@ def adaptive_avg_pool2d_fast_forward(x: np.ndarray, *, output_size: Pair) -> tup
     return sums / counts, AdaptiveCtx(x.shape)
 
 
-def adaptive_avg_pool2d_fast_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+def adaptive_avg_pool2d_fast_backward(
+    grad_y: np.ndarray, ctx: AdaptiveCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
     """The transpose: input row t receives the sum of gy / (bin size) over the bins
     [first_t, last_t) holding it, again one reduceat per axis (over the output axes)."""
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     H, W = ctx.x_shape[2:]
     H_out, W_out = grad_y.shape[2:]
     if H_out == 0 or W_out == 0:
@@ -686,7 +710,11 @@ def adaptive_max_pool2d_reference_forward(x: np.ndarray, *, output_size: Pair) -
     return y, AdaptiveCtx(x.shape, indices)
 
 
-def adaptive_max_pool2d_reference_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+def adaptive_max_pool2d_reference_backward(
+    grad_y: np.ndarray, ctx: AdaptiveCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, _, W = ctx.x_shape
     assert ctx.indices is not None
     grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
@@ -728,9 +756,13 @@ def adaptive_max_pool2d_fast_forward(x: np.ndarray, *, output_size: Pair) -> tup
     return y, AdaptiveCtx(x.shape, indices.astype(np.int64))
 
 
-def adaptive_max_pool2d_fast_backward(grad_y: np.ndarray, ctx: AdaptiveCtx) -> tuple[np.ndarray]:
+def adaptive_max_pool2d_fast_backward(
+    grad_y: np.ndarray, ctx: AdaptiveCtx, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
     """Bins may overlap, so the scatter-add is one np.bincount over the flat positions
     (n*C + c)*H*W + index, weighted by gy (accumulated in float64, rounded once)."""
+    if not needs_input_grad:  # a pool has no parameters: nothing to compute
+        return (None,)
     N, C, H, W = ctx.x_shape
     assert ctx.indices is not None
     planes = np.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)

@@ -12,6 +12,12 @@ every implementation (a plugin's too) sees only inputs the op accepts and bad in
 refcnn's own error, never a traceback from inside the math. ``backward`` checks that
 ``grad_y`` has the shape and dtype of ``y``.
 
+Every built-in backward takes a keyword ``needs_input_grad=True``: with False it may skip
+computing dL/dx (a network's first layer: nothing needs the gradient of the images, as
+autograd skips an input that does not require grad), and ``Kernel.backward`` returns None
+in its place. A contributor's backward may leave the keyword out: ``register`` notes that
+once, and the registry then calls it plainly and drops the dL/dx it computed.
+
 Which implementation ``get`` picks, in order: the ``impl`` argument, the innermost
 ``use(...)`` block of this thread, the global default (``set_default``), ``"fast"`` if
 registered, else the first one registered.
@@ -20,7 +26,6 @@ registered, else the first one registered.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import threading
 from collections.abc import Callable, Iterator
@@ -33,7 +38,7 @@ Forward = Callable[..., tuple[Any, Any]]
 Backward = Callable[[Any, Any], tuple[Any, ...]]
 Validator = Callable[..., None]
 
-_impls: dict[str, dict[str, tuple[Forward, Backward]]] = {}
+_impls: dict[str, dict[str, Kernel]] = {}  # op -> impl name -> its (immutable) Kernel
 _validators: dict[str, Validator] = {}
 _defaults: dict[str, str] = {}
 _local = threading.local()
@@ -63,6 +68,7 @@ class Kernel:
     name: str
     forward_impl: Forward
     backward_impl: Backward
+    takes_needs_input_grad: bool = True
 
     def forward(self, *args: Any, **config: Any) -> tuple[Any, Saved]:
         validator = _validators.get(self.op)
@@ -72,10 +78,8 @@ class Kernel:
         return y, Saved(ctx, np.shape(y), np.asarray(y).dtype)
 
     def backward(self, grad_y: Any, ctx: Saved, *, needs_input_grad: bool = True) -> tuple[Any, ...]:
-        """The gradients for x and each param. With ``needs_input_grad=False`` the first is
-        None (a network's first layer: nothing needs dL/dx, as autograd skips an input that
-        does not require grad); an implementation whose backward takes a
-        ``needs_input_grad`` keyword is told, so it can skip that work."""
+        """The gradients for x and each param, after checking ``grad_y`` against the output.
+        With ``needs_input_grad=False`` the first is None (see the module docstring)."""
         if not isinstance(ctx, Saved):
             raise TypeError(f"{self.op} backward expects the ctx its forward returned, got {type(ctx).__name__}")
         grad_y = np.asarray(grad_y)
@@ -87,21 +91,25 @@ class Kernel:
             raise TypeError(
                 f"{self.op} backward expected grad_y of dtype {ctx.dtype} (the output's), got {grad_y.dtype}"
             )
-        if needs_input_grad:
-            return tuple(self.backward_impl(grad_y, ctx.inner))
-        if _takes_keyword(self.backward_impl, "needs_input_grad"):
-            grads = self.backward_impl(grad_y, ctx.inner, needs_input_grad=False)  # type: ignore[call-arg]
+        return self.backward_checked(grad_y, ctx, needs_input_grad)
+
+    def backward_checked(self, grad_y: np.ndarray, ctx: Saved, needs_input_grad: bool = True) -> tuple[Any, ...]:
+        """``backward`` for a caller that has checked ``grad_y`` itself (a module, whose
+        message names it): the implementation, told ``needs_input_grad``."""
+        if self.takes_needs_input_grad:
+            grads = tuple(self.backward_impl(grad_y, ctx.inner, needs_input_grad=needs_input_grad))  # type: ignore[call-arg]
         else:
-            grads = self.backward_impl(grad_y, ctx.inner)
-        return (None, *tuple(grads)[1:])
+            grads = tuple(self.backward_impl(grad_y, ctx.inner))
+        return grads if needs_input_grad else (None, *grads[1:])
 
 
-@functools.cache
-def _takes_keyword(fn: Callable[..., Any], name: str) -> bool:
+def _takes_needs_input_grad(backward: Callable[..., Any]) -> bool:
+    """Whether a backward accepts the ``needs_input_grad`` keyword (asked once, at register)."""
     try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
+        params = inspect.signature(backward).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: call it plainly
         return False
+    return "needs_input_grad" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def set_validator(op: str, validator: Validator) -> None:
@@ -109,11 +117,18 @@ def set_validator(op: str, validator: Validator) -> None:
     _validators[op] = validator
 
 
-def register(op: str, impl: str, forward: Forward, backward: Backward) -> None:
-    """Add (or replace) implementation ``impl`` of ``op``."""
+def register(op: str, impl: str, forward: Forward, backward: Backward, *, replace: bool = False) -> None:
+    """Add implementation ``impl`` of ``op``. A name already taken (``fast``, ``reference``) is
+    an error unless ``replace=True`` says to replace that implementation. ``backward(grad_y, ctx)``
+    may take the keyword ``needs_input_grad`` (see the module docstring)."""
     if not callable(forward) or not callable(backward):
         raise TypeError(f"register({op!r}, {impl!r}): forward and backward must be callable")
-    _impls.setdefault(op, {})[impl] = (forward, backward)
+    if impl in _impls.get(op, {}) and not replace:
+        raise ValueError(
+            f"register({op!r}, {impl!r}): {op} already has an implementation named {impl!r}; "
+            "choose another name, or pass replace=True to replace it"
+        )
+    _impls.setdefault(op, {})[impl] = Kernel(op, impl, forward, backward, _takes_needs_input_grad(backward))
 
 
 def unregister(op: str, impl: str) -> None:
@@ -152,17 +167,21 @@ def _check_choice(op: str, impl: str) -> None:
 
 def get(op: str, impl: str | None = None) -> Kernel:
     """The implementation of ``op`` in force here (see the module docstring)."""
-    names = available(op)
+    impls = _impls.get(op)
+    if not impls:
+        available(op)  # raises, naming the known ops
+        raise KeyError(f"op {op!r} has no implementation registered")
     if impl is None:
-        for frame in reversed(_stack()):
+        for frame in reversed(getattr(_local, "stack", ())):
             if op in frame:
                 impl = frame[op]
                 break
-    if impl is None:
-        impl = _defaults.get(op) or ("fast" if "fast" in names else names[0])
-    _check_choice(op, impl)
-    forward, backward = _impls[op][impl]
-    return Kernel(op, impl, forward, backward)
+        else:
+            impl = _defaults.get(op) or ("fast" if "fast" in impls else min(impls))
+    kernel = impls.get(impl)
+    if kernel is None:
+        raise KeyError(f"op {op!r} has no implementation {impl!r}; available: {available(op)}")
+    return kernel
 
 
 @contextlib.contextmanager

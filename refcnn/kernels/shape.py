@@ -59,8 +59,10 @@ def flatten_forward(x: np.ndarray, *, start_dim: int = 0, end_dim: int = -1) -> 
     return x.reshape(shape), x.shape
 
 
-def flatten_backward(grad_y: np.ndarray, ctx: tuple[int, ...]) -> tuple[np.ndarray]:
-    return (grad_y.reshape(ctx),)
+def flatten_backward(
+    grad_y: np.ndarray, ctx: tuple[int, ...], *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
+    return (grad_y.reshape(ctx) if needs_input_grad else None,)
 
 
 registry.set_validator("flatten", validate_flatten)

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from ._utils import _is_int, check_input
-from .module import Module
+from .module import KernelModule
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Hardtanh", "Softmax", "LogSoftmax"]
 
@@ -33,9 +32,8 @@ def _real(value: Any, name: str, owner: str) -> Any:
     return value
 
 
-class _Elementwise(Module):
-    """forward: check the input, run the op's kernel with ``_config()``, keep its ctx;
-    backward: hand grad_output and the ctx to the same kernel."""
+class _Elementwise(KernelModule):
+    """forward: the op's kernel on x with ``_config()``; backward: KernelModule's."""
 
     _op: str
 
@@ -43,16 +41,10 @@ class _Elementwise(Module):
         return {}
 
     def forward(self, x: Any) -> np.ndarray:
-        check_input(type(self).__name__, x, _ANY_NDIM, "(*)")
-        kernel = kernels.get(self._op)
-        y, ctx = kernel.forward(x, **self._config())
-        self._save_for_backward((kernel, ctx))
-        return y
+        return self._run_kernel(self._op, x, **self._config())[0]
 
-    def backward(self, grad_output: Any) -> np.ndarray:
-        kernel, ctx = self._take_ctx()
-        (grad_input,) = kernel.backward(grad_output, ctx)
-        return grad_input
+    def _explain_rejection(self, x: Any) -> None:
+        check_input(type(self).__name__, x, _ANY_NDIM, "(*)")
 
 
 class ReLU(_Elementwise):
@@ -222,12 +214,10 @@ class _SoftmaxBase(_Elementwise):
             raise TypeError(f"{type(self).__name__}: dim must be an int or None, got {dim!r}")
         self.dim = None if dim is None else int(dim)
 
-    def _config(self) -> dict[str, Any]:
-        return {"dim": self._dim}
-
     def forward(self, x: Any) -> np.ndarray:
-        check_input(type(self).__name__, x, _ANY_NDIM, "(*)")
-        if self.dim is None:
+        dim = self.dim
+        if dim is None:
+            check_input(type(self).__name__, x, _ANY_NDIM, "(*)")
             # PyTorch's legacy rule (_get_softmax_dim), with its deprecation warning
             warnings.warn(
                 f"Implicit dimension choice for {self._op} has been deprecated. "
@@ -235,10 +225,8 @@ class _SoftmaxBase(_Elementwise):
                 UserWarning,
                 stacklevel=3,
             )
-            self._dim = 0 if x.ndim in (0, 1, 3) else 1
-        else:
-            self._dim = self.dim
-        return super().forward(x)
+            dim = 0 if x.ndim in (0, 1, 3) else 1
+        return self._run_kernel(self._op, x, dim=dim)[0]
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from . import init
 from ._utils import _is_int, check_input, pair, positive_int
-from .module import Module, Parameter, float_dtype
+from .module import KernelModule, Parameter, float_dtype, takes_input_grad
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
 
@@ -55,13 +54,25 @@ def _fold_axis(grad: np.ndarray, axis: int, before: int, after: int, mode: str) 
 
 
 def _fold_padding(grad: np.ndarray, pads: Pads, mode: str) -> np.ndarray:
-    """The adjoint of ``np.pad(x, ((0, 0), (0, 0), *pads), mode)`` for (N, C, H, W) arrays:
-    zeros-padding folds to a crop. The modes pad each axis independently, so the axes fold
-    one at a time."""
-    for axis, (before, after) in zip((2, 3), pads, strict=True):
+    """The adjoint of padding the last two axes (H, W) by ``pads`` in ``mode`` (as
+    ``Conv2d._pad_input``), for (N, C, H, W) or (C, H, W) arrays: zeros-padding folds to a
+    crop. The modes pad each axis independently, so the axes fold one at a time."""
+    for axis, (before, after) in zip((grad.ndim - 2, grad.ndim - 1), pads, strict=True):
         if before or after:
             grad = _fold_axis(grad, axis, before, after, mode)
     return grad
+
+
+def _explain_conv(owner: str, conv: Any, x: Any, given: str, value: int) -> None:
+    """A conv layer's own errors for an input its kernel rejected: the dtype it holds, and
+    a wrong channel count in PyTorch's words."""
+    check_input(owner, x, (3, 4), f"(N, {conv.in_channels}, H, W) or ({conv.in_channels}, H, W)", conv.dtype)
+    if x.shape[-3] != conv.in_channels:
+        shape = ", ".join(map(str, x.shape))
+        raise ValueError(
+            f"{owner}: given {given}={value}, weight of size {list(conv.weight.shape)}, expected input[{shape}] "
+            f"to have {conv.in_channels} channels, but got {x.shape[-3]} channels instead"
+        )
 
 
 def _init_conv(weight: Parameter, bias: Parameter | None) -> None:
@@ -103,7 +114,7 @@ def _channels_and_groups(owner: str, in_channels: Any, out_channels: Any, groups
     return c_in, c_out, g
 
 
-class Conv2d(Module):
+class Conv2d(KernelModule):
     """2-D convolution (cross-correlation) over an (N, C_in, H, W) input, as torch.nn.Conv2d.
 
     Args:
@@ -204,9 +215,10 @@ class Conv2d(Module):
         return _conv_repr(self)
 
     def _pad_input(self, x: np.ndarray) -> np.ndarray:
+        """x with what the kernel's symmetric zero padding cannot express (class docstring)."""
         if self._module_pads == ((0, 0), (0, 0)):
             return x
-        for axis, (before, after) in zip((2, 3), self._module_pads, strict=True):
+        for axis, (before, after) in zip((x.ndim - 2, x.ndim - 1), self._module_pads, strict=True):
             size = x.shape[axis]
             if self.padding_mode == "reflect" and max(before, after) >= size:
                 raise ValueError(
@@ -218,42 +230,28 @@ class Conv2d(Module):
                     f"Conv2d: padding_mode='circular' needs a padding at most the input size, got padding "
                     f"({before}, {after}) on an axis of size {size} (input of shape {x.shape})"
                 )
-        return np.pad(x, ((0, 0), (0, 0), *self._module_pads), mode=_NP_PAD_MODE[self.padding_mode])  # type: ignore[call-overload]
+        pad_width = ((0, 0),) * (x.ndim - 2) + self._module_pads
+        return np.pad(x, pad_width, mode=_NP_PAD_MODE[self.padding_mode])  # type: ignore[call-overload]
 
     def forward(self, x: Any) -> np.ndarray:
-        expected = f"(N, {self.in_channels}, H, W) or ({self.in_channels}, H, W)"
-        check_input("Conv2d", x, (3, 4), expected, self.dtype)
-        if x.shape[-3] != self.in_channels:
-            raise ValueError(f"Conv2d expected input of shape {expected}, got {x.shape}")
-        batched = x.ndim == 4
-        padded = self._pad_input(x if batched else x[None])
-        kernel = kernels.get("conv2d")
-        y, ctx = kernel.forward(
-            padded, self.weight.data, None if self.bias is None else self.bias.data,
+        check_input("Conv2d", x, (3, 4), f"(N, {self.in_channels}, H, W) or ({self.in_channels}, H, W)")
+        return self._run_kernel(
+            "conv2d", self._pad_input(x), self.weight, self.bias, batch_axis=None if x.ndim == 4 else 0,
             stride=self.stride, padding=self._kernel_padding, dilation=self.dilation, groups=self.groups,
-        )  # fmt: skip
-        self._save_for_backward((kernel, ctx, batched))
-        return y if batched else y[0]
+        )[0]  # fmt: skip
 
+    def _explain_rejection(self, x: Any) -> None:
+        _explain_conv("Conv2d", self, x, "groups", self.groups)
+
+    @takes_input_grad
     def backward(self, grad_output: Any, *, input_grad: bool = True) -> np.ndarray | None:
         """dL/dx (None with ``input_grad=False``, which skips computing it); accumulates
         the weight and bias gradients."""
-        kernel, ctx, batched = self._take_ctx()
-        gy = np.asarray(grad_output)
-        expected = ctx.shape if batched else ctx.shape[1:]
-        if gy.shape != expected:
-            raise ValueError(f"Conv2d.backward expected grad_output of shape {expected} (the output's), got {gy.shape}")
-        gx, gw, gb = kernel.backward(gy if batched else gy[None], ctx, needs_input_grad=input_grad)
-        self.weight.accumulate(gw)
-        if self.bias is not None:
-            self.bias.accumulate(gb)
-        if gx is None:
-            return None
-        gx = _fold_padding(gx, self._module_pads, self.padding_mode)
-        return gx if batched else gx[0]
+        gx = super().backward(grad_output, input_grad=input_grad)
+        return None if gx is None else _fold_padding(gx, self._module_pads, self.padding_mode)
 
 
-class ConvTranspose2d(Module):
+class ConvTranspose2d(KernelModule):
     """2-D transposed convolution, the gradient of Conv2d w.r.t. its input, as
     torch.nn.ConvTranspose2d.
 
@@ -360,30 +358,12 @@ class ConvTranspose2d(Module):
 
     def forward(self, x: Any, output_size: Any = None) -> np.ndarray:
         expected = f"(N, {self.in_channels}, H, W) or ({self.in_channels}, H, W)"
-        check_input("ConvTranspose2d", x, (3, 4), expected, self.dtype)
-        if x.shape[-3] != self.in_channels:
-            raise ValueError(f"ConvTranspose2d expected input of shape {expected}, got {x.shape}")
-        output_padding = self._output_padding(x, output_size)
-        batched = x.ndim == 4
-        kernel = kernels.get("conv_transpose2d")
-        y, ctx = kernel.forward(
-            x if batched else x[None], self.weight.data, None if self.bias is None else self.bias.data,
-            stride=self.stride, padding=self.padding, output_padding=output_padding, dilation=self.dilation,
-            groups=self.groups,
-        )  # fmt: skip
-        self._save_for_backward((kernel, ctx, batched))
-        return y if batched else y[0]
+        check_input("ConvTranspose2d", x, (3, 4), expected)
+        return self._run_kernel(
+            "conv_transpose2d", x, self.weight, self.bias, batch_axis=None if x.ndim == 4 else 0,
+            stride=self.stride, padding=self.padding, output_padding=self._output_padding(x, output_size),
+            dilation=self.dilation, groups=self.groups,
+        )[0]  # fmt: skip
 
-    def backward(self, grad_output: Any) -> np.ndarray:
-        kernel, ctx, batched = self._take_ctx()
-        gy = np.asarray(grad_output)
-        expected = ctx.shape if batched else ctx.shape[1:]
-        if gy.shape != expected:
-            raise ValueError(
-                f"ConvTranspose2d.backward expected grad_output of shape {expected} (the output's), got {gy.shape}"
-            )
-        gx, gw, gb = kernel.backward(gy if batched else gy[None], ctx)
-        self.weight.accumulate(gw)
-        if self.bias is not None:
-            self.bias.accumulate(gb)
-        return gx if batched else gx[0]
+    def _explain_rejection(self, x: Any) -> None:
+        _explain_conv("ConvTranspose2d", self, x, "transposed", 1)

@@ -9,15 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from .._random import default_generator
 from ._utils import check_input
-from .module import Module
+from .module import KernelModule
 
 __all__ = ["Dropout", "Dropout2d"]
 
 
-class _DropoutNd(Module):
+class _DropoutNd(KernelModule):
     _op = ""
     p: float
     inplace: bool
@@ -33,20 +32,13 @@ class _DropoutNd(Module):
         self.inplace = inplace
 
     def _drop(self, x: np.ndarray) -> np.ndarray:
-        kernel = kernels.get(self._op)  # at call time, so kernels.use(...) applies
-        y, ctx = kernel.forward(x, p=self.p, training=self.training, generator=default_generator())
-        self._save_for_backward((kernel, ctx))
+        y = self._run_kernel(self._op, x, p=self.p, training=self.training, generator=default_generator())[0]
         if self.inplace and y is not x:
             if not x.flags.writeable:
                 raise ValueError(f"{type(self).__name__}(inplace=True) needs a writeable input array")
             x[...] = y  # as PyTorch's inplace=True: the input array holds the output
             return x
         return y
-
-    def backward(self, grad_output: Any) -> Any:
-        kernel, ctx = self._take_ctx()
-        (grad_x,) = kernel.backward(grad_output, ctx)
-        return grad_x
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"

@@ -6,16 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from ._utils import _is_int, check_input
-from .module import Module
+from .module import KernelModule
 
 __all__ = ["Flatten"]
 
 _ANY_NDIM = tuple(range(65))  # every ndim NumPy allows
 
 
-class Flatten(Module):
+class Flatten(KernelModule):
     """Merges dims ``start_dim..end_dim`` (inclusive, negative counting from the end) into
     one; backward reshapes the gradient back.
 
@@ -36,16 +35,10 @@ class Flatten(Module):
         self.end_dim = int(end_dim)
 
     def forward(self, x: Any) -> np.ndarray:
-        check_input("Flatten", x, _ANY_NDIM, "(*)")
-        kernel = kernels.get("flatten")
-        y, ctx = kernel.forward(x, start_dim=self.start_dim, end_dim=self.end_dim)
-        self._save_for_backward((kernel, ctx))
-        return y
+        return self._run_kernel("flatten", x, start_dim=self.start_dim, end_dim=self.end_dim)[0]
 
-    def backward(self, grad_output: Any) -> np.ndarray:
-        kernel, ctx = self._take_ctx()
-        (grad_input,) = kernel.backward(grad_output, ctx)
-        return grad_input
+    def _explain_rejection(self, x: Any) -> None:
+        check_input("Flatten", x, _ANY_NDIM, "(*)")
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

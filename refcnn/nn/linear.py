@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from . import init
 from ._utils import check_input, positive_int
-from .module import Module, Parameter, float_dtype
+from .module import KernelModule, Module, Parameter, float_dtype
 
 __all__ = ["Identity", "Linear"]
 
@@ -36,7 +35,7 @@ class Identity(Module):
         return grad_output
 
 
-class Linear(Module):
+class Linear(KernelModule):
     """y = x @ weight.T + bias, over the last dimension of x.
 
     Args:
@@ -75,24 +74,13 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Any) -> np.ndarray:
+        return self._run_kernel("linear", x, self.weight, self.bias)[0]
+
+    def _explain_rejection(self, x: Any) -> None:
         expected = f"(*, {self.in_features})"
         check_input("Linear", x, _AT_LEAST_1D, expected, self.dtype)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear expected input of shape {expected}, got {x.shape}")
-        kernel = kernels.get("linear")
-        bias = None if self.bias is None else self.bias.data
-        y, ctx = kernel.forward(x, self.weight.data, bias)
-        self._save_for_backward((kernel, ctx))
-        return y
-
-    def backward(self, grad_output: Any, *, input_grad: bool = True) -> np.ndarray | None:
-        """dL/dx (None with ``input_grad=False``); accumulates the weight and bias gradients."""
-        kernel, ctx = self._take_ctx()
-        grad_input, grad_weight, grad_bias = kernel.backward(grad_output, ctx, needs_input_grad=input_grad)
-        self.weight.accumulate(grad_weight)
-        if grad_bias is not None and self.bias is not None:
-            self.bias.accumulate(grad_bias)
-        return grad_input
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

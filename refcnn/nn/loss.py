@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from ..kernels._checks import FLOAT_DTYPES
 from ..kernels.loss import check_ignore_index, check_label_smoothing, check_reduction
-from .module import Module
+from .module import KernelModule
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss"]
 
@@ -47,7 +46,7 @@ def _float_array(owner: str, name: str, value: Any, ndim: int | None = None) -> 
     return value
 
 
-class _Loss(Module):
+class _Loss(KernelModule):
     """What every loss shares: ``reduction``, the float/array result, and ``backward(grad)``."""
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -55,37 +54,25 @@ class _Loss(Module):
         check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
 
-    def _check_buffers(self, input: Any, **buffers: np.ndarray | None) -> None:
+    def _explain_rejection(self, x: Any) -> None:
         """A weight of another dtype than the input: say which, and how to fix it."""
-        for name, b in buffers.items():
-            if (
-                b is not None
-                and isinstance(input, np.ndarray)
-                and input.dtype in FLOAT_DTYPES
-                and b.dtype != input.dtype
-            ):
+        for name, b in self._buffers.items():
+            if b is not None and isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES and b.dtype != x.dtype:
                 raise TypeError(
-                    f"{type(self).__name__} holds a {b.dtype} {name} but got a {input.dtype} input: convert the "
-                    f"input (x.astype(np.{b.dtype})) or the loss (.to(np.{input.dtype}))"
+                    f"{type(self).__name__} holds a {b.dtype} {name} but got a {x.dtype} input: convert the "
+                    f"input (x.astype(np.{b.dtype})) or the loss (.to(np.{x.dtype}))"
                 )
 
     def _run(self, op: str, *args: Any, **config: Any) -> Any:
-        kernel = kernels.get(op)
-        loss, ctx = kernel.forward(*args, reduction=self.reduction, **config)
-        self._save_for_backward((kernel, ctx))
+        loss = self._run_kernel(op, *args, reduction=self.reduction, **config)[0]
         return loss if self.reduction == "none" else float(loss)
 
-    def backward(self, grad: Any = 1.0) -> np.ndarray:
+    def backward(self, grad: Any = 1.0) -> np.ndarray:  # type: ignore[override]
         """dL/dinput, given ``grad`` = dL/d(this loss's output): a number for 'mean'/'sum'
-        (default 1.0), an array of the loss's shape and dtype for 'none'."""
-        kernel, ctx = self._take_ctx()
-        try:
-            grad_loss = self._grad_array(grad, ctx.shape, ctx.dtype)
-        except (TypeError, ValueError):
-            self._save_for_backward((kernel, ctx))  # a bad grad does not use up the forward
-            raise
-        (grad_input,) = kernel.backward(grad_loss, ctx)
-        return np.asarray(grad_input)
+        (default 1.0), an array of the loss's shape and dtype for 'none'. A rejected grad
+        does not use up the forward."""
+        call = self._peek_ctx()
+        return np.asarray(super().backward(self._grad_array(grad, call.shape, call.dtype)))
 
     def _grad_array(self, grad: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         owner = f"{type(self).__name__}(reduction={self.reduction!r}).backward"
@@ -140,7 +127,6 @@ class CrossEntropyLoss(_Loss):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
-        self._check_buffers(input, weight=self.weight)
         return self._run(
             "cross_entropy",
             input,
@@ -173,7 +159,6 @@ class NLLLoss(_Loss):
         self.ignore_index = int(ignore_index)
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
-        self._check_buffers(input, weight=self.weight)
         return self._run("nll_loss", input, target, self.weight, ignore_index=self.ignore_index)
 
 
@@ -257,7 +242,6 @@ class BCELoss(_Loss):
         self.register_buffer("weight", _float_array(type(self).__name__, "weight", weight))
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
-        self._check_buffers(input, weight=self.weight)
         return self._run("binary_cross_entropy", input, target, self.weight)
 
 
@@ -286,5 +270,4 @@ class BCEWithLogitsLoss(_Loss):
         self.register_buffer("pos_weight", _float_array(owner, "pos_weight", pos_weight))
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
-        self._check_buffers(input, weight=self.weight, pos_weight=self.pos_weight)
         return self._run("binary_cross_entropy_with_logits", input, target, self.weight, self.pos_weight)

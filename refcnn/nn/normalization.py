@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from ._utils import check_input, positive_int
-from .module import Module, Parameter, float_dtype
+from .module import KernelModule, Module, Parameter, float_dtype
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
 
@@ -35,12 +34,8 @@ def _affine_params(module: Module, shape: tuple[int, ...], affine: bool, bias: b
         module.register_parameter("bias", None)
 
 
-def _data(p: Parameter | None) -> np.ndarray | None:
-    return None if p is None else p.data
-
-
-class _Normalization(Module):
-    """The shared backward: run the kernel's backward, accumulate the affine gradients."""
+class _Normalization(KernelModule):
+    """What the normalisation layers share: the dtype they hold (for the input's)."""
 
     def _input_dtype(self) -> np.dtype | None:
         # With no parameters or buffers there is nothing to mix dtypes with (as PyTorch).
@@ -48,23 +43,6 @@ class _Normalization(Module):
             b is not None for b in self._buffers.values()
         )
         return self.dtype if has_arrays else None
-
-    def _run(self, op: str, x: np.ndarray, *args: Any, **config: Any) -> np.ndarray:
-        kernel = kernels.get(op)  # at call time, so kernels.use(...) picks the implementation
-        weight, bias = self._parameters["weight"], self._parameters["bias"]
-        y, ctx = kernel.forward(x, _data(weight), _data(bias), *args, **config)
-        self._save_for_backward((kernel, ctx))
-        return y
-
-    def backward(self, grad_output: Any) -> Any:
-        kernel, ctx = self._take_ctx()
-        grad_x, grad_weight, grad_bias = kernel.backward(grad_output, ctx)
-        weight, bias = self._parameters["weight"], self._parameters["bias"]
-        if weight is not None:
-            weight.accumulate(grad_weight)
-        if bias is not None:
-            bias.accumulate(grad_bias)
-        return grad_x
 
 
 class _BatchNorm(_Normalization):
@@ -101,6 +79,13 @@ class _BatchNorm(_Normalization):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    def _fill_missing_state(self, given: dict[str, np.ndarray], prefix: str, version: int | None) -> None:
+        # As torch's _NormBase._load_from_state_dict: a checkpoint without num_batches_tracked
+        # (saved before torch added it, version < 2, or a plain dict) keeps the current count.
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and self.track_running_stats and key not in given:
+            given[key] = self.num_batches_tracked
+
     def reset_running_stats(self) -> None:
         """running_mean = 0, running_var = 1, num_batches_tracked = 0 (in place)."""
         if self.track_running_stats:
@@ -108,21 +93,22 @@ class _BatchNorm(_Normalization):
             self.running_var[...] = 1
             self.num_batches_tracked[...] = 0
 
-    def _check(self, x: Any) -> None:
+    def _explain_rejection(self, x: Any) -> None:
         owner = type(self).__name__
         if isinstance(x, np.ndarray) and x.ndim not in self._ndims:
             want = " or ".join(f"{d}D" for d in self._ndims)
             raise ValueError(f"{owner}: expected {want} input (got {x.ndim}D input of shape {x.shape})")
         expected = self._expected.format(C=self.num_features)
         check_input(owner, x, self._ndims, expected, self._input_dtype())
-        if x.shape[1] != self.num_features:
+        if x.shape[1] != self.num_features and self._input_dtype() is not None:
             raise ValueError(
                 f"{owner}({self.num_features}) expected input with {self.num_features} channels, "
                 f"of shape {expected}, got {x.shape}"
             )
 
     def forward(self, x: Any) -> np.ndarray:
-        self._check(x)
+        if not isinstance(x, np.ndarray) or x.ndim not in self._ndims:  # the kernel takes any (N, C, *)
+            self._explain_rejection(x)
         # As PyTorch: momentum=None means a cumulative average, factor 1/num_batches_tracked
         # (counting this batch); the factor is unused when no statistics are updated.
         factor = 0.0 if self.momentum is None else float(self.momentum)
@@ -134,15 +120,11 @@ class _BatchNorm(_Normalization):
         use_batch = self.training or (self.running_mean is None and self.running_var is None)
         # Running statistics go to the kernel only to be updated (training, tracked) or used (eval).
         pass_stats = not self.training or self.track_running_stats
-        y = self._run(
-            "batch_norm",
-            x,
-            self.running_mean if pass_stats else None,
-            self.running_var if pass_stats else None,
-            training=use_batch,
-            momentum=factor,
-            eps=self.eps,
-        )
+        y = self._run_kernel(
+            "batch_norm", x, self.weight, self.bias,
+            self.running_mean if pass_stats else None, self.running_var if pass_stats else None,
+            training=use_batch, momentum=factor, eps=self.eps,
+        )[0]  # fmt: skip
         if update:  # after the kernel accepted the input, so a rejected call changes nothing
             count[...] += 1
         return y
@@ -241,14 +223,16 @@ class GroupNorm(_Normalization):
         _affine_params(self, (self.num_channels,), affine, bias, self.dtype)
 
     def forward(self, x: Any) -> np.ndarray:
+        return self._run_kernel("group_norm", x, self.weight, self.bias, num_groups=self.num_groups, eps=self.eps)[0]
+
+    def _explain_rejection(self, x: Any) -> None:
         C = self.num_channels
         expected = f"(N, {C}, *)"
         if isinstance(x, np.ndarray) and x.ndim < 2:
             raise ValueError(f"GroupNorm expected input of shape {expected} (at least 2 dimensions), got {x.shape}")
         check_input("GroupNorm", x, (x.ndim,) if isinstance(x, np.ndarray) else (), expected, self._input_dtype())
-        if x.shape[1] != C:
+        if x.shape[1] != C and self.affine:
             raise ValueError(f"GroupNorm({self.num_groups}, {C}) expected input of shape {expected}, got {x.shape}")
-        return self._run("group_norm", x, num_groups=self.num_groups, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.bias is not None}"
@@ -306,12 +290,16 @@ class LayerNorm(_Normalization):
         _affine_params(self, self.normalized_shape, elementwise_affine, bias, self.dtype)
 
     def forward(self, x: Any) -> np.ndarray:
+        return self._run_kernel(
+            "layer_norm", x, self.weight, self.bias, normalized_shape=self.normalized_shape, eps=self.eps
+        )[0]
+
+    def _explain_rejection(self, x: Any) -> None:
         shape = self.normalized_shape
         expected = f"(*, {', '.join(map(str, shape))})"
         check_input("LayerNorm", x, (x.ndim,) if isinstance(x, np.ndarray) else (), expected, self._input_dtype())
         if x.ndim < len(shape) or x.shape[x.ndim - len(shape) :] != shape:
             raise ValueError(f"LayerNorm({shape}) expected input of shape {expected}, got {x.shape}")
-        return self._run("layer_norm", x, normalized_shape=shape, eps=self.eps)
 
     def extra_repr(self) -> str:
         return (

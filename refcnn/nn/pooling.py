@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
 from ._utils import _is_int, check_input, pair
-from .module import Module
+from .module import KernelModule
 
 __all__ = ["AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool2d", "MaxPool2d"]
 
@@ -50,8 +49,8 @@ def _window_args(owner: str, kernel_size: Any, stride: Any, padding: Any) -> tup
     return k, s, p
 
 
-class _Pool(Module):
-    """Shared forward/backward plumbing: the unbatched form, the ctx, the grad's shape."""
+class _Pool(KernelModule):
+    """Shared forward plumbing: the unbatched form. ``forward`` returns (y, kernel ctx)."""
 
     op = ""
     # how an unbatched (C, H, W) input reaches the (N, C, H, W) kernel: as one sample
@@ -62,40 +61,23 @@ class _Pool(Module):
     def _config(self, x: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _run(self, x: Any) -> tuple[np.ndarray, Any, bool]:
+    def _run(self, x: Any) -> tuple[np.ndarray, Any]:
         owner = type(self).__name__
         check_input(owner, x, (3, 4), _SHAPES)
-        unbatched = x.ndim == 3
-        if unbatched:
+        axis = None
+        if x.ndim == 3:
             if not self.channels_as_batch and 0 in x.shape:
                 raise ValueError(f"{owner} expected a (C, H, W) input with no zero dimension, got {x.shape}")
-            x = x[:, None] if self.channels_as_batch else x[None]
-        kernel = kernels.get(self.op)
-        y, ctx = kernel.forward(x, **self._config(x))
-        if unbatched:
-            y = y[:, 0] if self.channels_as_batch else y[0]
-        self._save_for_backward((kernel, ctx, unbatched, y.shape))
-        return y, ctx, unbatched
+            axis = 1 if self.channels_as_batch else 0
+        # the config is computed from the input as the kernel sees it (batched)
+        return self._run_kernel(
+            self.op, x, batch_axis=axis, **self._config(x if axis is None else np.expand_dims(x, axis))
+        )
 
-    def _unbatch(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
-        if not unbatched:
-            return a
-        return a[:, 0] if self.channels_as_batch else a[0]
-
-    def backward(self, grad_output: Any) -> np.ndarray:
-        """dL/dx from dL/dy (of the shape forward returned)."""
-        saved = self.__dict__["_ctx"]
-        grad_output = np.asarray(grad_output)
-        if saved is not None and grad_output.shape != saved[3]:  # checked before the ctx is used up
-            raise ValueError(
-                f"{type(self).__name__}.backward expected grad_output of shape {saved[3]} (the output's), "
-                f"got {grad_output.shape}"
-            )
-        kernel, ctx, unbatched, _ = self._take_ctx()
-        if unbatched:
-            grad_output = grad_output[:, None] if self.channels_as_batch else grad_output[None]
-        (grad_x,) = kernel.backward(grad_output, ctx)
-        return self._unbatch(grad_x, unbatched)
+    def _indices(self, x: np.ndarray, ctx: Any) -> np.ndarray:
+        """The kernel's flat indices of the maxima, shaped as the output (a copy)."""
+        indices = ctx.indices
+        return (indices if x.ndim == 4 else np.squeeze(indices, 1 if self.channels_as_batch else 0)).copy()
 
 
 class MaxPool2d(_Pool):
@@ -146,10 +128,8 @@ class MaxPool2d(_Pool):
         return dict(kernel_size=self._k, stride=self._s, padding=self._p, dilation=self._d, ceil_mode=self.ceil_mode)
 
     def forward(self, x: Any) -> Any:
-        y, ctx, unbatched = self._run(x)
-        if self.return_indices:
-            return y, self._unbatch(ctx.indices, unbatched).copy()
-        return y
+        y, ctx = self._run(x)
+        return (y, self._indices(x, ctx)) if self.return_indices else y
 
     def extra_repr(self) -> str:
         return (
@@ -297,7 +277,5 @@ class AdaptiveMaxPool2d(_AdaptivePool):
         self.return_indices = _check_bool(return_indices, "return_indices", type(self).__name__)
 
     def forward(self, x: Any) -> Any:
-        y, ctx, unbatched = self._run(x)
-        if self.return_indices:
-            return y, self._unbatch(ctx.indices, unbatched).copy()
-        return y
+        y, ctx = self._run(x)
+        return (y, self._indices(x, ctx)) if self.return_indices else y

@@ -5,7 +5,8 @@ An optimizer holds ``param_groups`` (a list of dicts: ``'params'``, a list of
 (a dict from Parameter to that parameter's buffers). ``step()`` updates every parameter whose
 ``.grad`` is not None, *in place* (``p.data`` keeps its identity, so modules see the new
 values) and in the parameter's dtype: float32 parameters are updated in float32 arithmetic, as
-PyTorch does on CPU. Parameters whose ``.grad`` is None are skipped and get no state.
+PyTorch does on CPU. Parameters whose ``.grad`` is None are skipped and get no state: a
+frozen parameter (``requires_grad_(False)``) never gets a ``.grad``, so it is never updated.
 
 ``state_dict()`` has PyTorch's layout, so a conformance check or a checkpoint can move state
 between refcnn and torch::
