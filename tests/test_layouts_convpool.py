@@ -7,6 +7,7 @@ here names a defect in them, not in the test.
 from __future__ import annotations
 
 import pytest
+from test_layouts import CASES as OTHER_CASES
 from test_layouts import DTYPES, LAYOUT_PARAMS, WHICH, _x, check_layout, check_output_writes
 
 from refcnn import kernels
@@ -72,3 +73,15 @@ def test_layout_gives_the_c_order_result_and_leaves_the_callers_arrays_alone(
 @pytest.mark.parametrize(("name", "op", "impl", "build", "config"), CASES)
 def test_writing_into_the_output_leaves_the_gradients_alone(name, op, impl, build, config, dtype):
     check_output_writes(op, impl, build, config, dtype)
+
+
+def test_every_built_in_implementation_has_a_layout_case():
+    # A kernel added to refcnn/kernels/ without a case here would escape these checks.
+    built_in = {
+        (op, impl)
+        for op in kernels.ops()
+        for impl in kernels.available(op)
+        if kernels.get(op, impl).forward_impl.__module__.startswith("refcnn.kernels.")
+    }
+    covered = {(c.values[0], c.values[1]) for c in OTHER_CASES} | {(c.values[1], c.values[2]) for c in CASES}
+    assert built_in <= covered, f"no layout case for {sorted(built_in - covered)}"
