@@ -175,10 +175,12 @@ def _run(op: str, impl: str, arrays: list[Any], grad_y: np.ndarray, config: dict
     return [y_kept, *grads]
 
 
-def _values(rng_seed: int, build: Callable, dtype: Any) -> tuple[list[Any], np.ndarray | None]:
-    rng = np.random.default_rng(rng_seed)
-    arrays = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in build(rng)]
-    return arrays, None
+def _values(build: Callable, dtype: Any) -> list[Any]:
+    """The case's arrays, float ones in ``dtype`` (seed 0: every run sees the same values)."""
+    return [
+        a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+        for a in build(np.random.default_rng(0))
+    ]
 
 
 def _grad_like(y: np.ndarray, seed: int) -> np.ndarray:
@@ -195,7 +197,7 @@ def _same(actual: Any, expected: Any) -> bool:
     return actual.dtype == expected.dtype and np.array_equal(actual, expected, equal_nan=True)
 
 
-def _within_policy(op: str, impl: str, arrays: list[Any], grad_y: np.ndarray, config: dict, dtype: Any) -> list[Any]:
+def _within_policy(op: str, arrays: list[Any], grad_y: np.ndarray, config: dict) -> list[Any]:
     """n and S per output (forward, then each gradient), as assert_matches_reference forms them."""
     exact = [a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in arrays]
     ones = [np.ones_like(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in exact]
@@ -207,15 +209,12 @@ def _within_policy(op: str, impl: str, arrays: list[Any], grad_y: np.ndarray, co
 
 def check_layout(op, impl, build, config, running, dtype, layout, readonly, which):
     """The case on ``layout`` arrays gives the C-order result and leaves the caller's arrays alone."""
-    arrays, _ = _values(0, build, dtype)
+    arrays = _values(build, dtype)
     y0, _ = kernels.get(op, impl).forward(*_fresh(arrays), **config())
     grad_y = _grad_like(np.asarray(y0), 1)
-    expected = _run(op, impl, _fresh(arrays), grad_y, config())
-    expected_stats = [arrays[i].copy() for i in running]
-    if running:  # the C-order run's running statistics, updated from the same starting values
-        stats_run = _fresh(arrays)
-        _run(op, impl, stats_run, grad_y, config())
-        expected_stats = [stats_run[i] for i in running]
+    c_order = _fresh(arrays)  # the C-order run; its running statistics are updated in place
+    expected = _run(op, impl, c_order, grad_y, config())
+    expected_stats = [c_order[i] for i in running]
 
     if which == "all":
         laid = [lay_out(a, layout, readonly and i not in running) for i, a in enumerate(arrays)]
@@ -235,7 +234,7 @@ def check_layout(op, impl, build, config, running, dtype, layout, readonly, whic
         assert e is not None and a is not None, f"{what}: {name} is {a!r}, expected {e!r}"
         # Not bit-identical: allowed only where BLAS sums (its order may follow the strides).
         assert (op, impl) in BLAS, f"{what}: {name} is not bit-identical to the C-order result"
-        bounds = bounds or _within_policy(op, impl, _fresh(arrays), grad_y, config(), dtype)
+        bounds = bounds or _within_policy(op, _fresh(arrays), grad_y, config())
         n, S = bounds[names.index(name)]
         testing.assert_close(a, e, n, S, dtype, f"{what}: {name} differs from the C-order result")
     for i, stat in zip(running, expected_stats, strict=True):
@@ -249,7 +248,7 @@ def check_layout(op, impl, build, config, running, dtype, layout, readonly, whic
 def check_output_writes(op, impl, build, config, dtype):
     """An in-place module after the op (ReLU(inplace=True), Dropout(inplace=True)) writes into
     its output; a backward that reads that array (ctx holding y itself) would then be wrong."""
-    arrays, _ = _values(0, build, dtype)
+    arrays = _values(build, dtype)
     y0, _ = kernels.get(op, impl).forward(*_fresh(arrays), **config())
     grad_y = _grad_like(np.asarray(y0), 1)
     expected = _run(op, impl, _fresh(arrays), grad_y, config())
