@@ -35,21 +35,6 @@ def _cases():
     ]  # fmt: skip
 
 
-# KNOWN DEFECT (left to the rewrite of conv.py, diagnosed here): the reference conv2d and
-# conv_transpose2d sum in the memory order of their arrays (np.sum over x_pad[window] *
-# weight[o], and grad_y.sum(axis=(0, 2, 3)) for the bias), so a Fortran-ordered or
-# transposed x, weight or grad_y changes the last bits of the forward (conv2d), the input
-# gradient (conv_transpose2d) and the bias gradient (both) against the same values in C
-# order. The values stay within the policy (a summation order only); the fix is
-# np.ascontiguousarray on x, weight and grad_y where each reference kernel starts.
-CONV_REFERENCE_ORDER = "conv reference sums in memory order: see CONV_REFERENCE_ORDER's comment"
-
-
-def _known_defect(name: str, impl: str, layout: str, which: str) -> bool:
-    conv = name.startswith("conv") and impl == "reference" and layout in ("fortran", "transposed")
-    return conv and (which == "all" or not name.endswith("nobias"))
-
-
 CASES = [
     pytest.param(name, op, impl, build, config, id=f"{name}-{impl}")
     for name, op, build, config in _cases()
@@ -62,10 +47,10 @@ CASES = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("name", "op", "impl", "build", "config"), CASES)
 def test_layout_gives_the_c_order_result_and_leaves_the_callers_arrays_alone(
-    request, name, op, impl, build, config, dtype, layout, readonly, which
+    name, op, impl, build, config, dtype, layout, readonly, which
 ):
-    if _known_defect(name, impl, layout, which):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=CONV_REFERENCE_ORDER))
+    # the reference convs once summed in memory order (Fortran x: other last bits); they
+    # now sum in C order whatever the layout
     check_layout(op, impl, build, config, (), dtype, layout, readonly, which)
 
 
