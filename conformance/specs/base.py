@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from refcnn import kernels, testing
 
-from .. import core, tolerance
+from .. import core, layouts, tolerance
 from ..strategies import make_upstream
 
 
@@ -54,9 +54,14 @@ class Spec:
     examples: list[dict[str, Any]] = []  # noqa: RUF012
     pairs: list[tuple[str, str]] = []  # noqa: RUF012  (pairwise coverage to report)
     domains: dict[str, list[Any]] = {}  # noqa: RUF012
+    layouts = False  # draw a memory layout per case (conformance/layouts.py)
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         raise NotImplementedError
+
+    def cases(self) -> st.SearchStrategy[dict[str, Any]]:
+        """The strategy the engine draws from: ``strategy()``, with the layout axis if drawn."""
+        return self.strategy().map(layouts.with_layout) if self.layouts else self.strategy()
 
     def impls(self) -> list[str]:
         return ["default"]
@@ -102,6 +107,7 @@ class OpSpec(Spec):
     adjoint_drop: tuple[str, ...] = ()
     fd_max = 240  # finite differences only on cases with at most this many input elements
     jac_over: list[str] | None = None  # mixed: the inputs the Jacobian runs over (default: every float)
+    layouts = True
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -119,6 +125,11 @@ class OpSpec(Spec):
         Keys: "forward" or a gradient's input name."""
         return {}
 
+    def updated(self, built: Built) -> tuple[str, ...]:
+        """The inputs this case's forward updates in place (running statistics in training):
+        handed in C-ordered and writeable, and left out of ``caller_arrays``."""
+        return ()
+
     def skip_gradients(self, built: Built, upcast: dict[str, Any]) -> bool:
         """True where PyTorch's own gradient is undefined (see max_pool2d)."""
         return False
@@ -132,7 +143,7 @@ class OpSpec(Spec):
         """State a forward changes (called after the forward ran on ``inputs``)."""
 
     def checks(self, dtype: str) -> list[str]:
-        names = ["forward"] + [grad_check(k, i) for i, k in enumerate(self.grads)]
+        names = ["forward", "caller_arrays"] + [grad_check(k, i) for i, k in enumerate(self.grads)]
         if self.linear:
             names.append("adjoint")
         if dtype == "float64":
@@ -164,9 +175,11 @@ class OpSpec(Spec):
         torch_warning = next((str(w.message) for w in caught if issubclass(w.category, UserWarning)), "")
         # each implementation's forward first: a case every implementation declines costs no reference
         attempts = {}
+        layout = layouts.layout_of(case)
         for impl in impls:
             kernel = kernels.get(self.op, impl)
-            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+            updated = self.updated(built)
+            fresh = {k: layouts.apply(v, "C" if k in updated else layout) for k, v in inputs.items()}
             try:
                 attempts[impl] = (kernel, fresh, self.call(kernel, fresh, built), None)
             except NotImplementedError as exc:
@@ -236,20 +249,32 @@ class OpSpec(Spec):
             return
         y, ctx = result
         rec.ok(impl, "rejects")
+        before = layouts.snapshot(inputs)
+        written = layouts.changed(fresh, before, skip=self.updated(built))
         if not rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward"):
+            self.record_caller_arrays(rec, impl, written, "forward")
             return
         if not diff:
+            self.record_caller_arrays(rec, impl, written, "forward")
             return
         self.compare_forward_extra(case, built, y, ctx, upcast, impl, rec)
         self.extra_checks(case, built, dtype, impl, fresh, rec)
+        # the caller's upstream gradient in the case's layout; then the caller writes into the output
+        g_in = layouts.apply(g_dt, layouts.layout_of(case))
+        after_write = " (computed after the caller wrote into the forward's output)" if layouts.overwrite(y) else ""
         try:
-            got = kernel.backward(g_dt, ctx)
+            got = kernel.backward(g_in, ctx)
         except NotImplementedError as exc:
             rec.unsupported(impl, [c for c in self.checks(dtype) if c != "forward"], f"NotImplementedError: {exc}")
             return
         except Exception as exc:
             rec.crash(impl, "grad_input", "backward", exc)
             return
+        later = layouts.changed(fresh, before, skip=[*self.updated(built), *written])
+        written += [f"{k} (in backward)" for k in later if not layouts.shares(fresh[k], y)]
+        if layouts.changed({"grad_y": g_in}, layouts.snapshot({"grad_y": g_dt})):
+            written.append("grad_y (in backward)")
+        self.record_caller_arrays(rec, impl, written, "forward and backward")
         if len(got) != len(self.grads):
             rec.fail(
                 impl,
@@ -262,7 +287,7 @@ class OpSpec(Spec):
             if exp is None:
                 rec.compare(impl, grad_checks[i], gk, None, 0, 0, f"grad of {k} (absent parameter)")
             else:
-                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}")
+                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}{after_write}")
         if self.linear:
             try:
                 self.check_adjoint(case, built, inputs, upcast, g, dtype, impl, kernel, rec)
@@ -273,6 +298,14 @@ class OpSpec(Spec):
                 self.check_fd(built, inputs, g, kernel, impl, rec)
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["finite_difference"], f"NotImplementedError: {exc}")
+
+    @staticmethod
+    def record_caller_arrays(rec: core.Recorder, impl: str, written: list[str], calls: str) -> None:
+        """``caller_arrays``: the arrays the caller handed in are as they were after ``calls``."""
+        if written:
+            rec.fail(impl, "caller_arrays", f"{impl} wrote into the caller's {', '.join(written)}")
+        else:
+            rec.ok(impl, "caller_arrays", detail=f"no input or upstream gradient changed by the {calls}")
 
     def compare_forward_extra(
         self,
