@@ -130,6 +130,11 @@ class OpSpec(Spec):
         handed in C-ordered and writeable, and left out of ``caller_arrays``."""
         return ()
 
+    def batched(self, built: Built) -> bool:
+        """Whether x's axis 0 is a batch whose items the op treats independently (the
+        ``batch_items`` relation is checked on cases where this holds and N > 1)."""
+        return False
+
     def skip_gradients(self, built: Built, upcast: dict[str, Any]) -> bool:
         """True where PyTorch's own gradient is undefined (see max_pool2d)."""
         return False
@@ -148,6 +153,8 @@ class OpSpec(Spec):
             names.append("adjoint")
         if dtype == "float64":
             names.append("finite_difference")
+        if type(self).batched is not OpSpec.batched:
+            names.append("batch_items")
         return names
 
     def call(self, kernel: kernels.Kernel, inputs: dict[str, Any], built: Built) -> tuple[Any, Any]:
@@ -261,6 +268,8 @@ class OpSpec(Spec):
         self.extra_checks(case, built, dtype, impl, fresh, rec)
         # the caller's upstream gradient in the case's layout; then the caller writes into the output
         g_in = layouts.apply(g_dt, layouts.layout_of(case))
+        relation = "batch_items" in self.checks(dtype) and self.batched(built) and np.shape(inputs["x"])[0] > 1
+        y_batch = np.array(self.output(y), copy=True) if relation else None  # before the caller writes into y
         after_write = " (computed after the caller wrote into the forward's output)" if layouts.overwrite(y) else ""
         try:
             got = kernel.backward(g_in, ctx)
@@ -288,6 +297,13 @@ class OpSpec(Spec):
                 rec.compare(impl, grad_checks[i], gk, None, 0, 0, f"grad of {k} (absent parameter)")
             else:
                 rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}{after_write}")
+        if relation:
+            try:
+                self.check_batch_items(built, inputs, y_batch, got, g_dt, ref, impl, kernel, rec)
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["batch_items"], f"NotImplementedError: {exc}")
+        elif "batch_items" in self.checks(dtype):
+            rec.skipped(impl, "batch_items", "not applicable to this case: a batch of one, or no batch axis")
         if self.linear:
             try:
                 self.check_adjoint(case, built, inputs, upcast, g, dtype, impl, kernel, rec)
@@ -366,6 +382,57 @@ class OpSpec(Spec):
         else:
             rec.fail(impl, "adjoint", f"<op(x), g> = {core.num(lhs)} but <x, op^T(g)> = {core.num(rhs)}: "
                      f"{res.describe()}", res.worst_abs_err, res.worst_ratio)  # fmt: skip
+
+    def check_batch_items(
+        self,
+        built: Built,
+        inputs: dict[str, Any],
+        y_batch: Any,
+        got: tuple[Any, ...],
+        g_dt: np.ndarray,
+        ref: core.Reference,
+        impl: str,
+        kernel: kernels.Kernel,
+        rec: core.Recorder,
+    ) -> None:
+        """Metamorphic ``batch_items``: the batch's output and input gradient equal its items'
+        run one by one, and each parameter's gradient equals the float64 sum of the items'.
+        No reference needed; it catches paths that depend on the batch size (chunking).
+
+        Bound: both sides approximate the same exact value, each within the forward's (or the
+        gradient's) bound K(gamma(n) S + n eta) with the reference's n and S (an item's S is its
+        slice of the batch's; its parameter-gradient S_i sum to S and n_i <= n), so they differ
+        by at most twice that, <= K(gamma(2n) S + 2n eta) (gamma is superadditive); the sum
+        of N item gradients in float64 adds N roundings of float64: n' = 2n + N there."""
+        x = inputs["x"]
+        N = x.shape[0]
+        ys, grads = [], []
+        for i in range(N):
+            item = {k: (np.array(v[i : i + 1]) if k == "x" else v) for k, v in inputs.items()}
+            yi, ctxi = self.call(kernel, item, built)
+            ys.append(np.asarray(self.output(yi)))
+            grads.append(kernel.backward(np.array(g_dt[i : i + 1]), ctxi))
+        pairs = [("forward", np.concatenate(ys), y_batch, 2 * np.asarray(ref.forward.n), ref.forward.S)]
+        for j, k in enumerate(self.grads):
+            exp = ref.grads.get(k)
+            if exp is None or got[j] is None:
+                continue
+            if j == 0:
+                pairs.append(
+                    (f"grad of {k}", np.concatenate([gi[0] for gi in grads]), got[0], 2 * np.asarray(exp.n), exp.S)
+                )
+            else:
+                total = np.sum([np.asarray(gi[j], np.float64) for gi in grads], axis=0)
+                pairs.append((f"grad of {k}", np.asarray(got[j]), total, 2 * np.asarray(exp.n) + N, exp.S))
+        worst = (0.0, 0.0)
+        for what, items, batch, n, S in pairs:
+            res = testing.compare(np.asarray(items), np.asarray(batch, np.float64), n, S, x.dtype)
+            if not res.passed:
+                rec.fail(impl, "batch_items", f"{what}, a batch of {N} vs its items one by one: {res.describe()}",
+                         res.worst_abs_err, res.worst_ratio)  # fmt: skip
+                return
+            worst = max(worst, (res.worst_ratio, res.worst_abs_err))
+        rec.ok(impl, "batch_items", worst[1], worst[0])
 
     def check_fd(
         self, built: Built, inputs: dict[str, Any], g: np.ndarray, kernel: kernels.Kernel, impl: str, rec: core.Recorder

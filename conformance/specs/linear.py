@@ -42,6 +42,9 @@ class LinearSpec(OpSpec):
         {"lead": [2, 3], "in": 4, "out": 5, "bias": True, "x_in": 5, "bias_len": 5, "seed": 3},
     ]
 
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) >= 2
+
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _linear_cases()
 

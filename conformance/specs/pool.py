@@ -56,6 +56,9 @@ def _window_cases(draw: Any, op: str) -> dict[str, Any]:
 class _Window(OpSpec):
     pairs = [("stride", "dilation"), ("ceil_mode", "padding"), ("kernel_size", "stride"), ("H", "W")]  # noqa: RUF012
 
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) == 4
+
     def size(self, case: dict[str, Any]) -> int:
         return case["N"] * case["C"] * case["H"] * case["W"]
 
@@ -214,6 +217,9 @@ class AdaptiveAvgPool2dSpec(OpSpec):
         {"N": 1, "C": 2, "H": 7, "W": 2, "output_size": [3, 3], "shift": 0.0, "seed": 1},
         {"N": 2, "C": 1, "H": 5, "W": 6, "output_size": [1, 1], "shift": 0.0, "seed": 2},  # global average
     ]
+
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) == 4
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _adaptive_cases()
