@@ -23,7 +23,7 @@ import torch
 import refcnn
 from refcnn import testing
 
-from . import tolerance
+from . import layouts, tolerance
 
 REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
 # IndexError too: PyTorch raises it for a dim out of range, and refcnn mirrors it (from a raise statement)
@@ -154,6 +154,9 @@ class Recorder:
         self._say(impl, check, "ok", detail or f"|err| {abs_err:.3g}, {ratio:.3g} x bound")
 
     def fail(self, impl: str, check: str, detail: str, abs_err: float = math.inf, ratio: float = math.inf) -> None:
+        layout = layouts.layout_of(self.case)
+        if layout != "C":  # the memory layout the arrays were handed in (conformance/layouts.py)
+            detail = f"{detail} [arrays handed in as {layouts.DESCRIBED.get(layout, layout)}]"
         self._mark(impl, "failed")
         t = self.tally(impl, check)
         t.configs += 1

@@ -285,7 +285,7 @@ def _draw(spec: Any, body: Any, impls: list[str], n: int, profile: str, seed: in
     def test(case: dict[str, Any]) -> None:
         body(case, impls)
 
-    test = given(case=spec.strategy())(test)
+    test = given(case=spec.cases())(test)
     if examples:
         for ex in reversed(spec.examples):
             test = example(case=ex)(test)

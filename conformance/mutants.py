@@ -274,6 +274,70 @@ def bcel_cancelling(base: kernels.Kernel) -> Any:
     return forward, bwd
 
 
+# ---- the caller's arrays, memory layouts, hazards, chunked batches --------------------------
+def relu_memory_order(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any) -> Any:
+        _, ctx = fwd(x)
+        # the values read in memory order (fast for any layout), laid back out in C order
+        return np.maximum(x.ravel(order="K"), 0).reshape(x.shape).astype(x.dtype), ctx
+
+    return forward, bwd
+
+
+def leaky_relu_overwrites_input(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, **cfg)
+        if x.size:
+            np.copyto(x, y)  # the result stored over the caller's input, to save memory
+        return y, ctx
+
+    return forward, bwd
+
+
+def maxpool_skips_nan(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        return fwd(np.where(np.isnan(x), -np.inf, x).astype(x.dtype), **cfg)  # nan never wins (np.fmax)
+
+    return forward, bwd
+
+
+def linear_chunk_drops_tail(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def backward(gy: Any, ctx: Any, **kw: Any) -> Any:
+        gx, gw, gb = bwd(gy, ctx, **kw)
+        if gy.ndim >= 2 and gy.shape[0] > 16:  # chunks of 16 items: the last partial one not added to gw
+            kept = np.array(gy, copy=True)
+            kept[16 * (gy.shape[0] // 16) :] = 0
+            _, gw, _ = bwd(kept, ctx, **kw)
+        return gx, gw, gb
+
+    return fwd, backward
+
+
+def ce_plain_path_overflow(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(logits: Any, target: Any, weight: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(logits, target, weight, **cfg)
+        plain = weight is None and cfg["reduction"] == "mean" and not cfg["label_smoothing"]
+        if plain and logits.ndim == 2 and target.ndim == 1 and target.dtype.kind == "i" and target.size:
+            keep = target != cfg["ignore_index"]
+            if keep.any():
+                with np.errstate(over="ignore", invalid="ignore"):  # log(sum(exp)) with no max subtracted
+                    lse = np.log(np.exp(logits[keep]).sum(axis=1))
+                    y = np.asarray(np.mean(lse - logits[keep, target[keep]]), dtype=logits.dtype)
+        return y, ctx
+
+    return forward, bwd
+
+
 MUTANTS = [
     Mutant("conv_stride_edge", "conv2d", "last output row zeroed when the stride exceeds the kernel", conv_stride_edge),
     Mutant("conv_groups", "conv2d", "groups > 1 use the next group's filters", conv_groups),
@@ -292,6 +356,11 @@ MUTANTS = [
     Mutant("bn_biased_running_var", "batch_norm", "running_var updated with the biased variance", bn_biased_running_var),
     Mutant("bcel_cancelling", "binary_cross_entropy_with_logits", "PyTorch's cancelling formula in float32 (x << 0)", bcel_cancelling),
     Mutant("dropout_scale", "dropout", "kept values scaled by (1-p) instead of 1/(1-p)", dropout_scale),
+    Mutant("relu_memory_order", "relu", "input read in memory order (ravel order='K'): wrong for any non-C layout", relu_memory_order),
+    Mutant("leaky_relu_overwrites_input", "leaky_relu", "the output written over the caller's input", leaky_relu_overwrites_input),
+    Mutant("maxpool_skips_nan", "max_pool2d", "nan skipped (fmax) instead of propagated", maxpool_skips_nan),
+    Mutant("linear_chunk_drops_tail", "linear", "grad_weight drops the last partial chunk of 16 batch items", linear_chunk_drops_tail),
+    Mutant("ce_plain_path_overflow", "cross_entropy", "no max subtracted on the plain path (no weight, mean, no smoothing): 1e4 logits overflow", ce_plain_path_overflow),
 ]  # fmt: skip
 
 

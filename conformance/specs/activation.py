@@ -128,7 +128,7 @@ class ElementwiseSpec(OpSpec):
         return _elementwise_cases(self.op)
 
     def config(self, case: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in case.items() if k not in ("shape", "scale", "kinks", "seed")}
+        return {k: v for k, v in case.items() if k not in ("shape", "scale", "kinks", "seed", "memory")}
 
     def build(self, case: dict[str, Any]) -> Built:
         rng = rng_for(case)

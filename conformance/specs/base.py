@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from refcnn import kernels, testing
 
-from .. import core, tolerance
+from .. import core, layouts, tolerance
 from ..strategies import make_upstream
 
 
@@ -54,9 +54,14 @@ class Spec:
     examples: list[dict[str, Any]] = []  # noqa: RUF012
     pairs: list[tuple[str, str]] = []  # noqa: RUF012  (pairwise coverage to report)
     domains: dict[str, list[Any]] = {}  # noqa: RUF012
+    layouts = False  # draw a memory layout per case (conformance/layouts.py)
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         raise NotImplementedError
+
+    def cases(self) -> st.SearchStrategy[dict[str, Any]]:
+        """The strategy the engine draws from: ``strategy()``, with the layout axis if drawn."""
+        return self.strategy().map(layouts.with_layout) if self.layouts else self.strategy()
 
     def impls(self) -> list[str]:
         return ["default"]
@@ -102,6 +107,7 @@ class OpSpec(Spec):
     adjoint_drop: tuple[str, ...] = ()
     fd_max = 240  # finite differences only on cases with at most this many input elements
     jac_over: list[str] | None = None  # mixed: the inputs the Jacobian runs over (default: every float)
+    layouts = True
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -119,6 +125,16 @@ class OpSpec(Spec):
         Keys: "forward" or a gradient's input name."""
         return {}
 
+    def updated(self, built: Built) -> tuple[str, ...]:
+        """The inputs this case's forward updates in place (running statistics in training):
+        handed in C-ordered and writeable, and left out of ``caller_arrays``."""
+        return ()
+
+    def batched(self, built: Built) -> bool:
+        """Whether x's axis 0 is a batch whose items the op treats independently (the
+        ``batch_items`` relation is checked on cases where this holds and N > 1)."""
+        return False
+
     def skip_gradients(self, built: Built, upcast: dict[str, Any]) -> bool:
         """True where PyTorch's own gradient is undefined (see max_pool2d)."""
         return False
@@ -132,11 +148,13 @@ class OpSpec(Spec):
         """State a forward changes (called after the forward ran on ``inputs``)."""
 
     def checks(self, dtype: str) -> list[str]:
-        names = ["forward"] + [grad_check(k, i) for i, k in enumerate(self.grads)]
+        names = ["forward", "caller_arrays"] + [grad_check(k, i) for i, k in enumerate(self.grads)]
         if self.linear:
             names.append("adjoint")
         if dtype == "float64":
             names.append("finite_difference")
+        if type(self).batched is not OpSpec.batched:
+            names.append("batch_items")
         return names
 
     def call(self, kernel: kernels.Kernel, inputs: dict[str, Any], built: Built) -> tuple[Any, Any]:
@@ -164,9 +182,11 @@ class OpSpec(Spec):
         torch_warning = next((str(w.message) for w in caught if issubclass(w.category, UserWarning)), "")
         # each implementation's forward first: a case every implementation declines costs no reference
         attempts = {}
+        layout = layouts.layout_of(case)
         for impl in impls:
             kernel = kernels.get(self.op, impl)
-            fresh = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+            updated = self.updated(built)
+            fresh = {k: layouts.apply(v, "C" if k in updated else layout) for k, v in inputs.items()}
             try:
                 attempts[impl] = (kernel, fresh, self.call(kernel, fresh, built), None)
             except NotImplementedError as exc:
@@ -236,20 +256,34 @@ class OpSpec(Spec):
             return
         y, ctx = result
         rec.ok(impl, "rejects")
+        before = layouts.snapshot(inputs)
+        written = layouts.changed(fresh, before, skip=self.updated(built))
         if not rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward"):
+            self.record_caller_arrays(rec, impl, written, "forward")
             return
         if not diff:
+            self.record_caller_arrays(rec, impl, written, "forward")
             return
         self.compare_forward_extra(case, built, y, ctx, upcast, impl, rec)
         self.extra_checks(case, built, dtype, impl, fresh, rec)
+        # the caller's upstream gradient in the case's layout; then the caller writes into the output
+        g_in = layouts.apply(g_dt, layouts.layout_of(case))
+        relation = "batch_items" in self.checks(dtype) and self.batched(built) and np.shape(inputs["x"])[0] > 1
+        y_batch = np.array(self.output(y), copy=True) if relation else None  # before the caller writes into y
+        after_write = " (computed after the caller wrote into the forward's output)" if layouts.overwrite(y) else ""
         try:
-            got = kernel.backward(g_dt, ctx)
+            got = kernel.backward(g_in, ctx)
         except NotImplementedError as exc:
             rec.unsupported(impl, [c for c in self.checks(dtype) if c != "forward"], f"NotImplementedError: {exc}")
             return
         except Exception as exc:
             rec.crash(impl, "grad_input", "backward", exc)
             return
+        later = layouts.changed(fresh, before, skip=[*self.updated(built), *written])
+        written += [f"{k} (in backward)" for k in later if not layouts.shares(fresh[k], y)]
+        if layouts.changed({"grad_y": g_in}, layouts.snapshot({"grad_y": g_dt})):
+            written.append("grad_y (in backward)")
+        self.record_caller_arrays(rec, impl, written, "forward and backward")
         if len(got) != len(self.grads):
             rec.fail(
                 impl,
@@ -262,7 +296,14 @@ class OpSpec(Spec):
             if exp is None:
                 rec.compare(impl, grad_checks[i], gk, None, 0, 0, f"grad of {k} (absent parameter)")
             else:
-                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}")
+                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}{after_write}")
+        if relation:
+            try:
+                self.check_batch_items(built, inputs, y_batch, got, g_dt, ref, impl, kernel, rec)
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["batch_items"], f"NotImplementedError: {exc}")
+        elif "batch_items" in self.checks(dtype):
+            rec.skipped(impl, "batch_items", "not applicable to this case: a batch of one, or no batch axis")
         if self.linear:
             try:
                 self.check_adjoint(case, built, inputs, upcast, g, dtype, impl, kernel, rec)
@@ -273,6 +314,14 @@ class OpSpec(Spec):
                 self.check_fd(built, inputs, g, kernel, impl, rec)
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["finite_difference"], f"NotImplementedError: {exc}")
+
+    @staticmethod
+    def record_caller_arrays(rec: core.Recorder, impl: str, written: list[str], calls: str) -> None:
+        """``caller_arrays``: the arrays the caller handed in are as they were after ``calls``."""
+        if written:
+            rec.fail(impl, "caller_arrays", f"{impl} wrote into the caller's {', '.join(written)}")
+        else:
+            rec.ok(impl, "caller_arrays", detail=f"no input or upstream gradient changed by the {calls}")
 
     def compare_forward_extra(
         self,
@@ -333,6 +382,57 @@ class OpSpec(Spec):
         else:
             rec.fail(impl, "adjoint", f"<op(x), g> = {core.num(lhs)} but <x, op^T(g)> = {core.num(rhs)}: "
                      f"{res.describe()}", res.worst_abs_err, res.worst_ratio)  # fmt: skip
+
+    def check_batch_items(
+        self,
+        built: Built,
+        inputs: dict[str, Any],
+        y_batch: Any,
+        got: tuple[Any, ...],
+        g_dt: np.ndarray,
+        ref: core.Reference,
+        impl: str,
+        kernel: kernels.Kernel,
+        rec: core.Recorder,
+    ) -> None:
+        """Metamorphic ``batch_items``: the batch's output and input gradient equal its items'
+        run one by one, and each parameter's gradient equals the float64 sum of the items'.
+        No reference needed; it catches paths that depend on the batch size (chunking).
+
+        Bound: both sides approximate the same exact value, each within the forward's (or the
+        gradient's) bound K(gamma(n) S + n eta) with the reference's n and S (an item's S is its
+        slice of the batch's; its parameter-gradient S_i sum to S and n_i <= n), so they differ
+        by at most twice that, <= K(gamma(2n) S + 2n eta) (gamma is superadditive); the sum
+        of N item gradients in float64 adds N roundings of float64: n' = 2n + N there."""
+        x = inputs["x"]
+        N = x.shape[0]
+        ys, grads = [], []
+        for i in range(N):
+            item = {k: (np.array(v[i : i + 1]) if k == "x" else v) for k, v in inputs.items()}
+            yi, ctxi = self.call(kernel, item, built)
+            ys.append(np.asarray(self.output(yi)))
+            grads.append(kernel.backward(np.array(g_dt[i : i + 1]), ctxi))
+        pairs = [("forward", np.concatenate(ys), y_batch, 2 * np.asarray(ref.forward.n), ref.forward.S)]
+        for j, k in enumerate(self.grads):
+            exp = ref.grads.get(k)
+            if exp is None or got[j] is None:
+                continue
+            if j == 0:
+                pairs.append(
+                    (f"grad of {k}", np.concatenate([gi[0] for gi in grads]), got[0], 2 * np.asarray(exp.n), exp.S)
+                )
+            else:
+                total = np.sum([np.asarray(gi[j], np.float64) for gi in grads], axis=0)
+                pairs.append((f"grad of {k}", np.asarray(got[j]), total, 2 * np.asarray(exp.n) + N, exp.S))
+        worst = (0.0, 0.0)
+        for what, items, batch, n, S in pairs:
+            res = testing.compare(np.asarray(items), np.asarray(batch, np.float64), n, S, x.dtype)
+            if not res.passed:
+                rec.fail(impl, "batch_items", f"{what}, a batch of {N} vs its items one by one: {res.describe()}",
+                         res.worst_abs_err, res.worst_ratio)  # fmt: skip
+                return
+            worst = max(worst, (res.worst_ratio, res.worst_abs_err))
+        rec.ok(impl, "batch_items", worst[1], worst[0])
 
     def check_fd(
         self, built: Built, inputs: dict[str, Any], g: np.ndarray, kernel: kernels.Kernel, impl: str, rec: core.Recorder

@@ -48,6 +48,9 @@ class _ConvBase(OpSpec):
     pairs = [("stride", "dilation"), ("groups", "padding"), ("kernel_size", "stride"), ("groups", "N"),  # noqa: RUF012
              ("depthwise", "stride")]  # fmt: skip
 
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) == 4
+
     def size(self, case: dict[str, Any]) -> int:
         return (
             case["N"] * case["C_in"] * case["H"] * case["W"]

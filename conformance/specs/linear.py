@@ -16,6 +16,8 @@ from .base import Built, OpSpec
 @st.composite
 def _linear_cases(draw: Any) -> dict[str, Any]:
     lead = draw(st.lists(st.integers(1, 4), min_size=0, max_size=2))
+    if lead and draw(st.sampled_from([False] * 5 + [True])):  # a batch past 16: where kernels chunk
+        lead[0] = draw(st.sampled_from([17, 40]))
     fin = draw(st.integers(1, 6))
     fout = draw(st.integers(1, 5))
     case = {"lead": lead, "in": fin, "out": fout, "bias": draw(st.booleans()), "seed": draw(seeds)}
@@ -39,6 +41,9 @@ class LinearSpec(OpSpec):
         # two leading dims, mismatched features: rejected
         {"lead": [2, 3], "in": 4, "out": 5, "bias": True, "x_in": 5, "bias_len": 5, "seed": 3},
     ]
+
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) >= 2
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _linear_cases()

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import refcnn
 import refcnn.nn as rnn
 
-from .. import core, tolerance
+from .. import core, layouts, tolerance
 from ..core import rng_for
 from ..strategies import make_normal, make_tie_free, seeds
 from .activation import TERMS
@@ -313,6 +313,7 @@ for _e in ENTRIES:
 
 class ModuleSpec(Spec):
     kind = "module"
+    layouts = True
 
     def __init__(self, entry: Entry) -> None:
         self.entry = entry
@@ -333,6 +334,7 @@ class ModuleSpec(Spec):
         f["shape"] = _lbl(case["shape"])
         f["kwargs"] = ",".join(sorted(case["kwargs"]))
         f["training"] = case["training"]
+        f["memory"] = layouts.layout_of(case)
         return f
 
     def size(self, case: dict[str, Any]) -> int:
@@ -341,7 +343,7 @@ class ModuleSpec(Spec):
         )
 
     def checks(self, dtype: str) -> list[str]:
-        return ["forward", "grad_input"]
+        return ["forward", "caller_arrays", "grad_input"]
 
     # ---- the checks ----------------------------------------------------------------------
     def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
@@ -526,14 +528,21 @@ class ModuleSpec(Spec):
                 target = ref.forward if name == "forward" else ref.grads.get(name)
                 if target is not None:
                     target.S = np.asarray(target.S) + terms
+        # the caller's arrays in the case's layout; its parameters and they must come back unchanged
+        inplace = bool(case["kwargs"].get("inplace"))  # writes into x, as PyTorch's does: x left out
+        layout = "C" if inplace and layouts.layout_of(case) == "readonly" else layouts.layout_of(case)
+        given = {k: layouts.apply(v, layout) for k, v in arrays.items()}
+        before = layouts.snapshot(arrays)
+        pbefore = layouts.snapshot({k: p.data for k, p in rm.named_parameters()})
         try:
-            y = rm(*arrays.values())
+            y = rm(*given.values())
         except NotImplementedError as exc:
             rec.unsupported(impl, ["forward", "grad_input"], str(exc))
             return
         except Exception as exc:
             rec.fail(impl, "rejects", f"refcnn rejected an input PyTorch accepts: {type(exc).__name__}: {exc}")
             return
+        written = layouts.changed(given, before, skip=["x"] if inplace else [])
         if e.target is not None:
             y = np.asarray(y, dtype=dt) if np.ndim(y) else np.asarray(y)
             if not isinstance(y, np.ndarray) or y.dtype != dt:
@@ -542,17 +551,32 @@ class ModuleSpec(Spec):
         if training and e.cls.startswith("BatchNorm") and case["kwargs"].get("track_running_stats", True):
             self._check_state(rm, tm, arrays, rec, impl, R)
         gy = g.astype(dt) if e.target is None else (g.astype(dt) if g.ndim else float(g))
+        gy_in = layouts.apply(gy, layout)
+        after_write = " (computed after the caller wrote into the output)" if layouts.overwrite(y) else ""
         try:
-            gx = rm.backward(gy)
+            gx = rm.backward(gy_in)
         except NotImplementedError as exc:
             rec.unsupported(impl, ["grad_input"], str(exc))
             return
+        written += [f"{k} (in backward)" for k in layouts.changed(given, before, skip=[*written, *(["x"] if inplace else [])])
+                    if not layouts.shares(given[k], y)]  # fmt: skip
+        if isinstance(gy, np.ndarray):
+            written += [
+                f"{k} (in backward)" for k in layouts.changed({"grad_y": gy_in}, layouts.snapshot({"grad_y": gy}))
+            ]
+        written += [f"parameter {k}" for k in layouts.changed({k: p.data for k, p in rm.named_parameters()}, pbefore)]
+        if written:
+            rec.fail(impl, "caller_arrays", f"{e.cls} wrote into the caller's {', '.join(written)}")
+        else:
+            rec.ok(impl, "caller_arrays")
         exp = ref.grads["x"]
-        rec.compare(impl, "grad_input", gx, exp.value, exp.n, exp.S, "module grad of x")
+        rec.compare(impl, "grad_input", gx, exp.value, exp.n, exp.S, f"module grad of x{after_write}")
         for name, p in rm.named_parameters():
             pexp = ref.grads.get(name)
             if pexp is not None:
-                rec.compare(impl, f"grad_{name}", p.grad, pexp.value, pexp.n, pexp.S, f"module grad of {name}")
+                rec.compare(
+                    impl, f"grad_{name}", p.grad, pexp.value, pexp.n, pexp.S, f"module grad of {name}{after_write}"
+                )
 
     def _check_state(self, rm: Any, tm: Any, arrays: dict[str, Any], rec: core.Recorder, impl: str, R: int) -> None:
         """Running statistics after one training forward, bound as the kernel's ``state``."""
@@ -610,6 +634,8 @@ class SequentialSpec(ModuleSpec):
     """Sequential(Conv2d, ReLU, Flatten, Linear): state_dict keys and the whole net against
     torch.nn.Sequential. Every layer is a sum of products or 1-Lipschitz and sign-preserving
     on |inputs|, so the Higham bound with S = net(|x|, |W|) and n = net(ones) holds."""
+
+    layouts = False  # its own check: C-ordered arrays only
 
     def __init__(self) -> None:
         super().__init__(Entry("Sequential", None))

@@ -94,6 +94,10 @@ class BatchNormSpec(OpSpec):
     # (evaluation) is in norm_terms: |w|*(|x| + |running_mean|)*rstd.
     jac_over = ["x", "weight", "bias"]  # noqa: RUF012
     pairs = [("training", "track"), ("N", "spatial"), ("affine", "training")]  # noqa: RUF012
+
+    def updated(self, built: Built) -> tuple[str, ...]:
+        return ("running_mean", "running_var") if built.config["training"] else ()
+
     examples = [  # noqa: RUF012
         # batch of one with a 1x1 plane in training: one value per channel, rejected
         {"N": 1, "C": 2, "spatial": [1, 1], "affine": True, "track": True, "training": True, "momentum": 0.1,

@@ -20,7 +20,10 @@ def _x(case: dict[str, Any], shape: list[int]) -> np.ndarray:
     if case.get("ties"):
         return make_ties(rng, shape)
     x = make_tie_free(rng, shape) if case.get("tie_free", True) else make_normal(rng, shape)
-    return x - case.get("shift", 0.0)
+    x = x - case.get("shift", 0.0)
+    if case.get("nan") and x.size:  # one nan: PyTorch's max propagates it, and its index points at it
+        x.reshape(-1)[rng.integers(x.size)] = np.nan
+    return x
 
 
 @st.composite
@@ -42,6 +45,7 @@ def _window_cases(draw: Any, op: str) -> dict[str, Any]:
         case["dilation"] = [h["d"], w["d"]]
         case["ties"] = draw(st.sampled_from([False] * 7 + [True]))
         case["shift"] = draw(st.sampled_from([0.0, 0.0, 2.5]))  # 2.5: every value negative (padding must not win)
+        case["nan"] = draw(st.sampled_from([False] * 5 + [True]))
     else:
         case["count_include_pad"] = draw(st.booleans())
         case["divisor_override"] = draw(st.sampled_from([None, None, None, 1, 3]))
@@ -51,6 +55,9 @@ def _window_cases(draw: Any, op: str) -> dict[str, Any]:
 
 class _Window(OpSpec):
     pairs = [("stride", "dilation"), ("ceil_mode", "padding"), ("kernel_size", "stride"), ("H", "W")]  # noqa: RUF012
+
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) == 4
 
     def size(self, case: dict[str, Any]) -> int:
         return case["N"] * case["C"] * case["H"] * case["W"]
@@ -106,7 +113,8 @@ class MaxPool2dSpec(_Window):
         def fn(x: torch.Tensor) -> torch.Tensor:
             return F.max_pool2d(x, **cfg)
 
-        return Built({"x": x}, cfg, fn, extra={"no_fd": bool(case.get("ties"))})  # FD needs a tie-free input
+        # FD needs a tie-free, finite input
+        return Built({"x": x}, cfg, fn, extra={"no_fd": bool(case.get("ties") or case.get("nan"))})
 
     def checks(self, dtype: str) -> list[str]:
         return [*super().checks(dtype), "indices"]
@@ -209,6 +217,9 @@ class AdaptiveAvgPool2dSpec(OpSpec):
         {"N": 1, "C": 2, "H": 7, "W": 2, "output_size": [3, 3], "shift": 0.0, "seed": 1},
         {"N": 2, "C": 1, "H": 5, "W": 6, "output_size": [1, 1], "shift": 0.0, "seed": 2},  # global average
     ]
+
+    def batched(self, built: Built) -> bool:
+        return len(getattr(built.arrays["x"], "shape", ())) == 4
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _adaptive_cases()
