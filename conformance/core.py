@@ -58,6 +58,12 @@ class Tally:
     def passed(self) -> bool:
         return self.failed == 0 and self.configs - self.unsupported - self.skipped > 0
 
+    @property
+    def only_skipped(self) -> bool:
+        """Every configuration the implementation took was skipped (the check is not applicable
+        to it, or to those cases): nothing was checked, so never passed, but nothing failed."""
+        return self.skipped > 0 and self.skipped == self.configs - self.unsupported
+
     def merge(self, other: Tally) -> None:
         self.configs += other.configs
         self.failed += other.failed

@@ -256,7 +256,7 @@ def run_task(
         pass
     rec.finish()
     for t in rec.tallies.values():
-        if t.unsupported and t.check not in BUDGETED and t.skipped < t.configs and t.supported < want:
+        if t.unsupported and t.check not in BUDGETED and not t.only_skipped and t.supported < want:
             t.note = (
                 f"only {t.supported} supported configurations after drawing {drawn} cases: {t.impl} declined "
                 f"{t.unsupported} of {t.configs} (NotImplementedError)"
@@ -271,7 +271,7 @@ def _short(rec: Any, impls: list[str], want: int) -> list[str]:
         rows = [t for t in rec.tallies.values() if t.impl == impl]
         declined = any(t.unsupported for t in rows)
         if declined and any(
-            t.check not in BUDGETED and t.skipped < t.configs and t.configs - t.unsupported - t.skipped < want
+            t.check not in BUDGETED and not t.only_skipped and t.configs - t.unsupported - t.skipped < want
             for t in rows
         ):
             out.append(impl)

@@ -138,7 +138,7 @@ class CheckItem(pytest.Item):
                 if "\n" in t.failure["detail"]:
                     text += "\n" + t.failure["detail"].split("\n", 1)[1]
             raise CheckFailed(text)
-        if t.skipped == t.configs:
+        if t.skipped == t.configs or t.only_skipped:
             pytest.skip(t.skip_reason)
         if t.supported <= 0:
             pytest.skip(f"unsupported: {t.impl} declined all {t.configs} configurations (NotImplementedError)")

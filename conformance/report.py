@@ -107,7 +107,11 @@ class Outcome:
     @property
     def passed(self) -> bool:
         mutants_ok = all(m["caught"] for m in self.mutants)
-        return all(t.passed or t.skipped == t.configs for t in self.tallies) and mutants_ok and not self.meta_problems
+        return (
+            all(t.passed or t.skipped == t.configs or t.only_skipped for t in self.tallies)
+            and mutants_ok
+            and not self.meta_problems
+        )
 
     def partial(self) -> list[str]:
         """Implementations that declined most configurations: a pass they get is not a full one."""
@@ -157,7 +161,7 @@ def write(outcome: Outcome, report_dir: str) -> tuple[str, str]:
     results = []
     for t in outcome.tallies:
         row = t.row()
-        if t.skipped and t.skipped == t.configs:
+        if t.only_skipped:
             row["passed"] = False  # a skipped check is never counted as passed
         results.append(row)
     for problem in outcome.meta_problems:
@@ -346,7 +350,7 @@ def markdown(outcome: Outcome, doc: dict[str, Any], saved: dict[int, str] | None
 def print_summary(outcome: Outcome, jpath: str, mpath: str) -> None:
     """The console's account: each failure with its repro, then per implementation how many
     configurations were checked, unsupported and failed, then the verdict."""
-    bad = [t for t in outcome.tallies if not t.passed and not (t.skipped and t.skipped == t.configs)]
+    bad = [t for t in outcome.tallies if not t.passed and not t.only_skipped]
     unchecked = [t for t in bad if not t.failed]
     shown: set[str] = set()  # one repro per case: several checks often fail on the same one
     for t in bad:

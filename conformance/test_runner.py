@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from refcnn import kernels
-from refcnn.conformance import engine, runner
+from refcnn.conformance import core, engine, runner
 from refcnn.conformance.engine import run_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,3 +290,14 @@ def test_a_layer_whose_make_breaks_the_protocol_is_one_line_and_exit_2(make, tmp
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "t_layer (linear):" in err and "(config)" in err and "returned" in err
+
+
+def test_a_check_skipped_on_every_supported_case_neither_passes_nor_fails_the_run():
+    # a max-pooling layer class keeps no ctx.indices: its indices check is not applicable on
+    # every case it supports, which once failed the run of a fully correct layer set
+    not_applicable = core.Tally("max_pool2d", "mine", "float64", "indices", configs=10, unsupported=7, skipped=3)
+    assert not not_applicable.passed and not_applicable.only_skipped
+    declined = core.Tally("max_pool2d", "mine", "float64", "forward", configs=10, unsupported=10)
+    assert not declined.passed and not declined.only_skipped  # declining everything is never a pass
+    checked = core.Tally("max_pool2d", "mine", "float64", "forward", configs=10, unsupported=7, skipped=1)
+    assert checked.passed and not checked.only_skipped
