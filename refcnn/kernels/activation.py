@@ -145,7 +145,11 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def relu_backward(grad_y: np.ndarray, y: np.ndarray, *, needs_input_grad: bool = True) -> tuple[np.ndarray | None]:
     if not needs_input_grad:
         return (None,)
-    return (_out(np.where(y <= 0, 0, grad_y), grad_y.dtype),)
+    # np.where(y <= 0, 0, grad_y), bit for bit (nan and inf in grad_y, -0.0, a nan y passing
+    # its gradient as torch's threshold_backward does), without np.where's branch per element,
+    # slow on a mask as random as a ReLU's: grad_y's bits times the 0/1 mask, as integers.
+    bits = np.dtype(f"i{grad_y.dtype.itemsize}")
+    return (_out(np.multiply(grad_y.view(bits), np.logical_not(y <= 0)).view(grad_y.dtype), grad_y.dtype),)
 
 
 # ---- leaky_relu ---------------------------------------------------------------------
