@@ -334,9 +334,11 @@ def max_pool2d_fast_forward(
         return xp[:, :, p * dH : p * dH + (H_out - 1) * sH + 1 : sH, q * dW : q * dW + (W_out - 1) * sW + 1 : sW]
 
     code_dtype = np.int8 if kH * kW <= 127 else (np.int16 if kH * kW <= 32767 else np.int32)
-    p0 = _first_inside(H_out, sH, padding[0], dH)
-    q0 = _first_inside(W_out, sW, padding[1], dW)
-    if p0.any() or q0.any():
+    # without padding every window starts inside the input (so it holds an element, too)
+    padded = bool(padding[0] or padding[1])
+    p0 = _first_inside(H_out, sH, padding[0], dH) if padded else None
+    q0 = _first_inside(W_out, sW, padding[1], dW) if padded else None
+    if p0 is not None and q0 is not None and (p0.any() or q0.any()):
         start = (p0[:, None] * kW + q0[None, :]).astype(code_dtype)
         code = np.broadcast_to(start, (N, C, H_out, W_out)).copy()  # C order (np.array would keep odd strides)
         y = np.full((N, C, H_out, W_out), -np.inf, dtype=x.dtype)
@@ -347,8 +349,9 @@ def max_pool2d_fast_forward(
         first = 1
     wins = np.empty(y.shape, dtype=bool)
     o_wins = wins.view(np.int8) if code_dtype is np.int8 else np.empty(y.shape, dtype=code_dtype)
+    v = np.empty_like(y)  # each offset's view, copied once: two passes over contiguous data beat two strided ones
     for o in range(first, kH * kW):
-        v = at(o)
+        np.copyto(v, at(o))
         np.greater(v, y, out=wins)
         np.maximum(y, v, out=y)
         # code = o where wins, without a branchy masked write: o exceeds every offset code
@@ -359,11 +362,14 @@ def max_pool2d_fast_forward(
         has_nan = np.isnan(y)
         for o in range(kH * kW):
             code[has_nan & np.isnan(at(o))] = o
-    # a window can hold no input element (dilation skipping over a small input): it yields
-    # -inf, its index points outside it, and it passes no gradient
-    empty_rows = (np.arange(H_out) * stride[0] - padding[0] + p0 * dilation[0]) >= H
-    empty_cols = (np.arange(W_out) * stride[1] - padding[1] + q0 * dilation[1]) >= W
-    empty = (empty_rows[:, None] | empty_cols[None, :]) if empty_rows.any() or empty_cols.any() else None
+    # a padded window can hold no input element (dilation skipping over a small input): it
+    # yields -inf, its index points outside it, and it passes no gradient
+    empty = None
+    if p0 is not None and q0 is not None:
+        empty_rows = (np.arange(H_out) * stride[0] - padding[0] + p0 * dilation[0]) >= H
+        empty_cols = (np.arange(W_out) * stride[1] - padding[1] + q0 * dilation[1]) >= W
+        if empty_rows.any() or empty_cols.any():
+            empty = empty_rows[:, None] | empty_cols[None, :]
     return y, FastMaxPoolCtx(x.shape, code, kernel_size, stride, padding, dilation, empty)
 
 
