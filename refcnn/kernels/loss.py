@@ -378,7 +378,7 @@ def cross_entropy_fast_backward(
     """dL/dlsm is G below (one row per sample); the log-softmax backward is one product."""
     lsm = ctx.lsm
     M, C = lsm.shape
-    g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
+    g = _scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1)  # (M,), or (1,) broadcasting to it
     with np.errstate(invalid="ignore"):
         if ctx.wq is not None:
             G = -g[:, None] * ctx.wq
@@ -389,7 +389,7 @@ def cross_entropy_fast_backward(
                 rows, gv, tv = np.arange(M), g, ctx.t
             else:
                 rows = np.flatnonzero(ctx.valid)
-                gv, tv = g[rows], ctx.t[rows]
+                gv, tv = (g[rows] if g.size > 1 else g), ctx.t[rows]
             # Only the counted rows get a gradient (ignored rows stay 0 even when the mean's
             # divisor is 0 and gv is inf); a zero weight times that inf is nan, as in PyTorch.
             G[rows, tv] = -(1 - ctx.label_smoothing) * (ctx.w[tv] * gv)
