@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,15 @@ PLUGIN = """
 """
 
 
+# An installed refcnn registers the plugin through its pytest11 entry point; a clone run
+# without installing it names the plugin with -p (naming it twice is an error in pytest).
+INSTALLED = any(ep.name == "refcnn_conformance" for ep in entry_points(group="pytest11"))
+LOAD_PLUGIN = [] if INSTALLED else ["-p", "refcnn.conformance.pytest_plugin"]
+
+
 def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "refcnn.conformance.pytest_plugin",
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *LOAD_PLUGIN,
            "--pyargs", "refcnn.conformance", "--refcnn-examples", "12", *args]  # fmt: skip
     return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 

@@ -535,3 +535,32 @@ def test_softmax_module_rejects_dim_out_of_range():
         IndexError, match=r"softmax: dim out of range \(expected to be in range of \[-2, 1\], but got 2\)"
     ):
         nn.Softmax(dim=2)(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    "layout",
+    [np.asfortranarray, lambda a: np.ascontiguousarray(a.T).T, lambda a: np.flip(np.flip(a).copy())],
+    ids=["fortran", "transposed", "negative-stride"],
+)
+def test_erfc_and_gelu_of_non_c_ordered_input(dtype, layout):
+    # erfc wrote its blocks through reshape(-1) of np.empty_like(z): for a Fortran-ordered or
+    # transposed z that reshape is a copy, so gelu returned uninitialised memory (no error).
+    x = np.linspace(-3.0, 2.5, 15).reshape(3, 5).astype(dtype)
+    gy = np.linspace(1.0, -1.0, 15).reshape(3, 5).astype(dtype)
+    assert np.array_equal(erfc(layout(x.astype(np.float64))), erfc(x.astype(np.float64)))
+    assert all(
+        np.array_equal(a, e) for a, e in zip(run("gelu", layout(x), layout(gy)), run("gelu", x, gy), strict=True)
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_gelu_tanh_gradient_at_infinity_is_nan_as_torch(dtype):
+    # Broke: x was clamped to +-30 in backward, giving the limits 1 and 0 at x = +-inf;
+    # PyTorch 2.13's formula has inf * 0 there: its gradient is nan (as refcnn's erf form's).
+    x, gy = np.array([np.inf, -np.inf, 1.0], dtype), np.full(3, 0.5, dtype)
+    y, gx = run("gelu", x, gy, approximate="tanh")
+    assert y[0] == np.inf and np.isnan(y[1])  # PyTorch 2.13: inf, nan
+    assert np.isnan(gx[:2]).all(), f"gradient {gx[:2]} at +-inf, PyTorch gives nan"
+    # PyTorch 2.13 (float64): 0.5414820419228913 at x = 1
+    assert_close(gx[2], 0.5414820419228913, 16, 1.0, dtype, "gelu tanh gradient at 1")

@@ -399,7 +399,7 @@ def test_json_under_a_file_is_refused_before_measuring(tmp_path):
 def test_missing_data_is_one_line(tmp_path):
     proc = bench_cli("--quick", "--data", str(tmp_path / "nowhere"))
     if "needs torch" in proc.stderr:
-        assert_one_line_error(proc, "pip install -e .[bench]")  # the py env has no torch: that line comes first
+        assert_one_line_error(proc, "pip install 'refcnn[bench]'")  # the py env has no torch: that line comes first
     else:
         assert_one_line_error(proc, "--data", "nowhere")
 
@@ -408,7 +408,7 @@ def test_without_torch_says_how_to_install_it(tmp_path):
     # a module named torch that fails to import shadows the real one
     (tmp_path / "torch.py").write_text("raise ImportError('no torch here')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
-    assert_one_line_error(bench_cli("--quick", env=env), "needs torch", "pip install -e .[bench]")
+    assert_one_line_error(bench_cli("--quick", env=env), "needs torch", "pip install 'refcnn[bench]'")
 
 
 def test_every_option_has_help_with_its_default_and_no_internal_references():
@@ -450,7 +450,7 @@ def test_main_without_torch_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     assert bench.main(["--quick"]) == 2
     err = capsys.readouterr().err
-    assert "needs torch" in err and "pip install -e .[bench]" in err
+    assert "needs torch" in err and "pip install 'refcnn[bench]'" in err
 
 
 def test_forward_and_backward_ratios():

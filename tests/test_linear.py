@@ -350,3 +350,21 @@ def test_identity_passes_input_and_gradient_through():
     g = np.ones((2, 3))
     assert m.backward(g) is g
     assert repr(m) == "Identity()" and list(m.parameters()) == []
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_float32_row_sums_over_6480_rows_do_not_drift(impl):
+    # Broke: gb (fast: gy.sum(axis=0), NumPy adding row after row) and gw, gb (reference:
+    # float32 loops) summed 6,480 rows in a float32 running sum, ~1e-6 relative off. They
+    # now accumulate in float64 and round once, so n = 2 (one rounding of each product, one
+    # of the sum) whatever the row count; S = the sums of absolute values.
+    rng = np.random.default_rng(3)
+    M = 6480 if impl == "fast" else 1500  # the reference's loops are slow
+    x, w, gy = rng.uniform(0.5, 1.5, (M, 3)), rng.uniform(-1, 1, (2, 3)), rng.uniform(0.2, 1.2, (M, 2))
+    kernel = kernels.get("linear", impl)
+    _, ctx = kernel.forward(x.astype(np.float32), w.astype(np.float32), np.zeros(2, np.float32))
+    _, gw, gb = kernel.backward(gy.astype(np.float32), ctx)
+    x32, gy32 = x.astype(np.float32).astype(np.float64), gy.astype(np.float32).astype(np.float64)
+    refcnn.testing.assert_close(gb, gy32.sum(axis=0), 2, np.abs(gy32).sum(axis=0), np.float32, f"{impl} gb")
+    if impl == "reference":  # fast's gw is BLAS's
+        refcnn.testing.assert_close(gw, gy32.T @ x32, 2, np.abs(gy32).T @ np.abs(x32), np.float32, f"{impl} gw")

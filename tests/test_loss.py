@@ -732,3 +732,95 @@ def test_bce_with_logits_float32_does_not_cancel_for_negative_logits(pos_weight)
     exact = (1 - y64) * x64 + (1 + (p64 - 1) * y64) * np.log1p(np.exp(-x64))  # no cancellation in float64 here
     # an elementwise map of a few correctly rounded steps: n = 8, S = |loss|
     testing.assert_close(got, exact, 8, np.abs(exact), np.float32, "bce_with_logits float32")
+
+
+# ---- non-finite corners, pinned to PyTorch 2.13 -----------------------------------------------
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("ls", [0.0, 0.2], ids=["ls0", "ls0.2"])
+@pytest.mark.parametrize("dtype", FLOATS, ids=FLOAT_IDS)
+def test_cross_entropy_ignored_row_with_nan_log_softmax_has_nan_gradient(impl, ls, dtype):
+    # Broke: the reference skipped ignored rows in backward (gradient 0), where PyTorch's
+    # log_softmax backward gives 0 - exp(nan) * 0 = nan for a row of only -inf or holding
+    # +inf (the fast kernel did too). The counted row is untouched by them.
+    inf = np.inf
+    x = np.array([[1.0, 2.0, 0.5], [-inf, -inf, -inf], [0.0, inf, 1.0]], dtype)
+    cfg = dict(ignore_index=-100, reduction="mean", label_smoothing=ls)
+    loss, gx = run("cross_entropy", impl, (x, np.array([0, -100, -100]), None), cfg, 1.0)
+    alone, gx_alone = run("cross_entropy", impl, (x[:1], np.array([0]), None), cfg, 1.0)
+    assert np.isnan(gx[1:]).all(), f"ignored rows' gradient {gx[1:]}, PyTorch 2.13 gives nan"
+    assert loss == alone and np.array_equal(gx[0], gx_alone[0])
+    # PyTorch 2.13 in float64: loss 1.464368784107945 (ls 0), 1.4310354507746117 (ls 0.2)
+    torch_loss = {0.0: 1.464368784107945, 0.2: 1.4310354507746117}[ls]
+    (n, S), _ = ce_bounds(x[:1], np.array([0]), None, -100, ls, "mean", 1.0)
+    close(loss, torch_loss, n, S, dtype, "finite row's loss")
+
+
+@pytest.mark.parametrize("op", ["l1_loss", "smooth_l1_loss-beta0"])
+def test_l1_gradient_at_nan_difference_is_zero_as_torch(op):
+    # Broke: the slope was np.sign(d), nan for d = nan (from nan, or inf - inf); autograd's
+    # sign for abs is (d > 0) - (d < 0), so PyTorch 2.13 gives 0 there (and 0 at d = 0).
+    inf, nan = np.inf, np.nan
+    x, t = np.array([nan, inf, 1.0, 2.0, 3.0]), np.array([0.0, inf, nan, 2.0, 1.0])
+    cfg = dict(reduction="none") if op == "l1_loss" else dict(reduction="none", beta=0.0)
+    loss, gx = run(op.split("-")[0], "reference", (x, t), cfg, np.full(5, 0.5))
+    # PyTorch 2.13: loss [nan, nan, nan, 0, 2], gradient [0, 0, 0, 0, 0.5]
+    assert np.array_equal(loss, [nan, nan, nan, 0.0, 2.0], equal_nan=True)
+    assert np.array_equal(gx, [0.0, 0.0, 0.0, 0.0, 0.5])
+
+
+def test_smooth_l1_gradient_at_nan_difference_stays_nan_as_torch():
+    # With beta > 0 PyTorch 2.13's smooth_l1 backward gives d / beta * g = nan for d = nan.
+    x, t = np.array([np.nan, 1.0, 2.0]), np.array([0.0, np.nan, 2.5])
+    _, gx = run("smooth_l1_loss", "reference", (x, t), dict(reduction="none", beta=0.5), np.full(3, 0.5))
+    assert np.isnan(gx[:2]).all() and gx[2] == -0.5
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=FLOAT_IDS)
+def test_bce_with_logits_non_finite_results_are_torchs(dtype):
+    # Broke: the split form gave inf at x = -inf with a target > 0, where PyTorch 2.13's
+    # (1 - t) x - l * logsigmoid(x) is nan (-inf + inf, or 0 * -inf); and nan (inf * 0) for
+    # pos_weight = inf with a large negative x, where PyTorch gives inf.
+    inf, nan = np.inf, np.nan
+    x = np.array([-inf, -inf, -inf, inf, -1e4, -1e30], dtype)
+    t = np.array([1.0, 0.3, 0.0, 1.0, 0.3, 1.0], dtype)
+    gy = np.full(6, 0.5, dtype)
+    loss, gx = run("binary_cross_entropy_with_logits", "reference", (x, t, None, None), dict(reduction="none"), gy)
+    # PyTorch 2.13 (float64): loss [nan, nan, nan, nan, 3000, 1e30], grad [-0.5, -0.15, 0, 0, -0.15, -0.5]
+    assert np.isnan(loss[:4]).all(), f"loss {loss[:4]}, PyTorch gives nan"
+    close(loss[4:], [3000.0, 1e30], 8, np.abs(x[4:]), dtype, "finite losses")
+    close(gx, [-0.5, -0.15, 0.0, 0.0, -0.15, -0.5], 8, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5], dtype, "gradient")
+    pw = np.array([2.0, 2.0, 2.0, 2.0, inf, inf], dtype)
+    loss, gx = run("binary_cross_entropy_with_logits", "reference", (x, t, None, pw), dict(reduction="none"), gy)
+    # PyTorch 2.13: loss [nan, nan, nan, nan, inf, inf], grad [-1, -0.3, 0, 0, nan, nan]
+    assert np.array_equal(loss, [nan, nan, nan, nan, inf, inf], equal_nan=True)
+    assert np.isnan(gx[4:]).all()
+    close(gx[:4], [-1.0, -0.3, 0.0, 0.0], 8, [1.0, 1.0, 1.0, 1.0], dtype, "gradient")
+    mean, _ = run(
+        "binary_cross_entropy_with_logits", "reference", (x[4:], t[4:], None, pw[4:]), dict(reduction="mean"), 1.0
+    )
+    assert mean == inf  # PyTorch 2.13: inf
+
+
+# ---- long reductions ----------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("ls", [0.0, 0.1], ids=["ls0", "ls0.1"])
+def test_cross_entropy_weighted_mean_over_6480_rows_stays_within_a_few_roundings(impl, ls):
+    # Broke (ONNX's sce_NCd1d2d3d4d5_mean_weight shape): the reference summed the counted
+    # weights serially in float32; 6,480 additions of 0.7 drift by 1.7e-5 relative, and the
+    # mean (log 5 here: equal logits) came out 2.8e-5 off. Both kernels now accumulate the
+    # mean's sums in float64 and round once, so n does not grow with the row count:
+    # n = 2C + 16 for a row's loss (ce_bounds) + 3 (float64 sums, the division, the rounding).
+    C, shape = 5, (3, 6, 6, 5, 3, 4)
+    x = np.zeros((3, C, *shape[1:]), np.float32)
+    t = np.zeros(shape, np.int64)  # every row counts class 0, of weight 0.7
+    w = np.array([0.7, 1.0, 1.0, 1.0, 1.0], np.float32)
+    cfg = dict(ignore_index=-100, reduction="mean", label_smoothing=ls)
+    loss, _ = kernels.get("cross_entropy", impl).forward(x, t, w, **cfg)
+    expected, _ = kernels.get("cross_entropy", "reference").forward(
+        x.astype(np.float64), t, w.astype(np.float64), **cfg
+    )
+    # PyTorch 2.13 (float64): log(5) = 1.6094379124341003 without smoothing
+    if ls == 0:
+        assert float(expected) == pytest.approx(math.log(5), rel=1e-15)
+    (_, S), _ = ce_bounds(x, t, w, -100, ls, "mean", 1.0)
+    close(loss, expected, 2 * C + 16 + 3, S, np.float32, f"{impl} weighted mean over {t.size} rows")

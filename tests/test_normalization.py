@@ -824,3 +824,49 @@ def test_manual_seed_is_not_needed_for_norm_layers():
     refcnn.manual_seed(0)
     nn.BatchNorm2d(2)(np.ones((2, 2, 1, 1), np.float32))
     assert refcnn.default_generator().random() == expected
+
+
+@pytest.mark.parametrize(
+    ("op", "impl"),
+    [("batch_norm", "fast"), ("batch_norm", "reference"), ("layer_norm", "reference"), ("group_norm", "reference")],
+    ids=["batch_norm-fast", "batch_norm-reference", "layer_norm", "group_norm"],
+)
+def test_float32_bias_gradient_over_long_reductions_does_not_drift(op, impl):
+    # Broke: batch_norm fast's per-channel sums (einsum, one float32 running sum over
+    # N*H*W = 131,072 values here) and layer/group norm's parameter sums over the leading
+    # rows (NumPy adding row after row, 6,480 rows) drifted ~1e-6 relative. They now
+    # accumulate in float64 and round once: n = 2 whatever the length, S = sum of |g|.
+    rng = np.random.default_rng(5)
+    if op == "batch_norm":
+        x, C, axes = rng.standard_normal((2, 3, 256, 256)), 3, (0, 2, 3)
+        config = dict(training=True, momentum=0.1, eps=1e-5)
+        params = (np.ones(C, np.float32), np.zeros(C, np.float32), None, None)
+    elif op == "layer_norm":
+        x, C, axes = rng.standard_normal((6480, 4)), 4, (0,)
+        config = dict(normalized_shape=(4,), eps=1e-5)
+        params = (np.ones(C, np.float32), np.zeros(C, np.float32))
+    else:
+        x, C, axes = rng.standard_normal((6480, 4, 2)), 4, (0, 2)
+        config = dict(num_groups=2, eps=1e-5)
+        params = (np.ones(C, np.float32), np.zeros(C, np.float32))
+    gy = rng.uniform(0.2, 1.2, x.shape)
+    kernel = kernels.get(op, impl)
+    _, ctx = kernel.forward(x.astype(np.float32), *params, **config)
+    gb = kernel.backward(gy.astype(np.float32), ctx)[2]
+    g32 = gy.astype(np.float32).astype(np.float64)
+    assert_close(gb, g32.sum(axis=axes), 2, np.abs(g32).sum(axis=axes), np.float32, f"{op} {impl} bias gradient")
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "group_norm"])
+def test_float32_set_holding_1e30_normalises_as_float64(op):
+    # Broke: the variance squared float32 values, so 1e30 gave inf, rstd 0 and an output of
+    # zeros (with a RuntimeWarning); PyTorch 2.13 in float64 gives sqrt(5) and -1/sqrt(5)
+    # (its float32 gives nan). The squares are now taken in float64.
+    x = np.array([[1e30, 0.5, -0.3, 1.0, 2.0, 0.1]], np.float32)
+    if op == "layer_norm":
+        y, _ = kernels.get(op).forward(x, None, None, normalized_shape=(6,), eps=1e-5)
+    else:
+        y, _ = kernels.get(op).forward(x.reshape(1, 6, 1), None, None, num_groups=1, eps=1e-5)
+    expected = np.array([math.sqrt(5)] + [-1 / math.sqrt(5)] * 5)
+    # n = 2R + 10 (R = 6 values per set), S = sqrt(R), the largest |xhat| a set can hold
+    assert_close(y.reshape(-1), expected, 2 * 6 + 10, math.sqrt(6), np.float32, f"{op} with 1e30")

@@ -36,7 +36,7 @@ def _torch() -> Any:
     except ImportError as exc:
         raise BenchError(
             f"python -m refcnn bench times refcnn against PyTorch and needs torch, which did not import "
-            f"({exc}). Install it with: pip install -e .[bench]  (torch==2.13.0, CPU build)"
+            f"({exc}). Install it with: pip install 'refcnn[bench]'  (torch==2.13.0, CPU build)"
         ) from exc
     return torch
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m refcnn bench",
         description="Time refcnn against PyTorch in one run, as ratios (float32, forward + backward): the conv and "
         "pool cases and whole training steps, with 1 and 2 threads on each side, and check the speed targets. "
-        "Needs torch (pip install -e .[bench]).",
+        "Needs torch (pip install 'refcnn[bench]').",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write every result as JSON to FILE (default: none)")  # fmt: skip

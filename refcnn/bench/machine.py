@@ -143,7 +143,7 @@ def limit_threads(n: int, torch: Any) -> Iterator[None]:
     except ImportError as exc:
         raise MissingThreadpoolctl(
             "python -m refcnn bench sets NumPy's BLAS threads with threadpoolctl, which did not import: "
-            "pip install threadpoolctl (it is in the bench extra: pip install -e .[bench])"
+            "pip install threadpoolctl (it is in the bench extra: pip install 'refcnn[bench]')"
         ) from exc
     before = torch.get_num_threads()
     with threadpool_limits(limits=n, user_api="blas"):

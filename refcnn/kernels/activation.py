@@ -124,7 +124,9 @@ def erfc(z: Any) -> np.ndarray:
     gamma(ERFC_ROUNDINGS) relative error of exact (see above); accurate in the tail where
     1 - erf(z) would cancel."""
     z = np.asarray(z, dtype=np.float64)
-    out = np.empty_like(z)
+    # C order, whatever z's layout: reshape(-1) is then a view that writes into out (the
+    # empty_like of a Fortran-ordered or transposed z would make it a copy, and out garbage).
+    out = np.empty(z.shape, dtype=np.float64)
     flat_z, flat_out = z.reshape(-1), out.reshape(-1)
     for start in range(0, flat_z.size, _ERFC_BLOCK):
         flat_out[start : start + _ERFC_BLOCK] = _erfc_block(flat_z[start : start + _ERFC_BLOCK])
@@ -137,19 +139,22 @@ def validate_relu(x: Any) -> None:
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """y = max(x, 0) (nan stays nan).  Backward: gx = 0 where y <= 0 (so at x = 0), else gy."""
+    """y = max(x, 0) (nan stays nan).  Backward: gx = 0 where y <= 0 (so at x = 0), else gy.
+    ctx is that mask, not y: the caller may write into y (ReLU(inplace=True) after it)."""
     y = _out(np.maximum(x, 0), x.dtype)
-    return y, y
+    return y, y <= 0
 
 
-def relu_backward(grad_y: np.ndarray, y: np.ndarray, *, needs_input_grad: bool = True) -> tuple[np.ndarray | None]:
+def relu_backward(
+    grad_y: np.ndarray, stopped: np.ndarray, *, needs_input_grad: bool = True
+) -> tuple[np.ndarray | None]:
     if not needs_input_grad:
         return (None,)
-    # np.where(y <= 0, 0, grad_y), bit for bit (nan and inf in grad_y, -0.0, a nan y passing
+    # np.where(stopped, 0, grad_y), bit for bit (nan and inf in grad_y, -0.0, a nan y passing
     # its gradient as torch's threshold_backward does), without np.where's branch per element,
     # slow on a mask as random as a ReLU's: grad_y's bits times the 0/1 mask, as integers.
     bits = np.dtype(f"i{grad_y.dtype.itemsize}")
-    return (_out(np.multiply(grad_y.view(bits), np.logical_not(y <= 0)).view(grad_y.dtype), grad_y.dtype),)
+    return (_out(np.multiply(grad_y.view(bits), np.logical_not(stopped)).view(grad_y.dtype), grad_y.dtype),)
 
 
 # ---- leaky_relu ---------------------------------------------------------------------
@@ -248,6 +253,7 @@ def gelu_backward(
             du = _SQRT_2_OVER_PI * (1 + (3 * _KAPPA) * (xc * xc))
             s = sigmoid(2 * u)
             dydx = s + (xc * sigmoid(-2 * u)) * (2 * du) * s
+            dydx = np.where(np.isinf(x), np.nan, dydx)  # x = +-inf: nan, as PyTorch (inf * 0 in its formula)
         else:
             x64 = x.astype(np.float64)
             dydx = 0.5 * erfc(-_SQRT1_2 * x64) + x64 * (_INV_SQRT_2PI * np.exp(-0.5 * (x64 * x64)))
@@ -278,7 +284,7 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.nda
     """y = 1 / (1 + exp(-x)), without overflow for large |x|.
     Backward: gx = gy * y * (1 - y), with 1 - y computed as sigmoid(-x) (no cancellation)."""
     y = _out(sigmoid(x), x.dtype)
-    return y, (x, y)
+    return y, (x, y.copy())  # ctx's own y: the caller may write into the output
 
 
 def sigmoid_backward(
@@ -363,7 +369,8 @@ def softmax_forward(x: np.ndarray, *, dim: int) -> tuple[np.ndarray, _SoftmaxCtx
         z, d = _shifted(x, dim)
         e = np.exp(z)
         y = e / e.sum(axis=d, keepdims=True)
-    return _out(y.reshape(x.shape), x.dtype), (y, d, x.shape)
+    # The output is a copy: ctx keeps y for backward, and the caller may write into the output.
+    return np.array(y.reshape(x.shape), dtype=x.dtype), (y, d, x.shape)
 
 
 def softmax_backward(
@@ -383,7 +390,7 @@ def log_softmax_forward(x: np.ndarray, *, dim: int) -> tuple[np.ndarray, _Softma
     with np.errstate(invalid="ignore", divide="ignore"):  # as softmax; log(0) of an empty dim
         z, d = _shifted(x, dim)
         y = z - np.log(np.exp(z).sum(axis=d, keepdims=True))
-    return _out(y.reshape(x.shape), x.dtype), (y, d, x.shape)
+    return np.array(y.reshape(x.shape), dtype=x.dtype), (y, d, x.shape)  # a copy, as softmax's
 
 
 def log_softmax_backward(

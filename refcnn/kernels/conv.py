@@ -247,7 +247,7 @@ def _add_bias(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 
 
 def _bias_grad(grad_y: np.ndarray, has_bias: bool) -> np.ndarray | None:
-    return grad_y.sum(axis=(0, 2, 3)) if has_bias else None
+    return np.ascontiguousarray(grad_y).sum(axis=(0, 2, 3)) if has_bias else None  # C order: layout-free
 
 
 def _conv2d_out_hw(x: np.ndarray, weight: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
@@ -270,6 +270,7 @@ def conv2d_reference_forward(
     stride: Pair, padding: Pair, dilation: Pair, groups: int,
 ) -> tuple[np.ndarray, _Ctx]:  # fmt: skip
     """The module docstring's forward formula, one output element (n, o, i, j) at a time."""
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)  # sums in C order, whatever the layout
     out_hw = _conv2d_out_hw(x, weight, stride, padding, dilation)
     y = _add_bias(_reference_correlate(x, weight, out_hw, stride, padding, dilation, groups), bias)
     return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
@@ -280,6 +281,7 @@ def conv2d_reference_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """gx, gw, gb by the module docstring's backward formulas, one gy element at a time
     (gx None unless ``needs_input_grad``)."""
+    grad_y = np.ascontiguousarray(grad_y)  # sums in C order, whatever the layout
     x, w = ctx.x, ctx.weight
     config = (ctx.stride, ctx.padding, ctx.dilation, ctx.groups)
     gx = _reference_input_grad(grad_y, w, (x.shape[2], x.shape[3]), *config) if needs_input_grad else None
@@ -292,6 +294,7 @@ def conv_transpose2d_reference_forward(
     stride: Pair, padding: Pair, output_padding: Pair, dilation: Pair, groups: int,
 ) -> tuple[np.ndarray, _Ctx]:  # fmt: skip
     """y = b + conv2d's input gradient for gy = x, onto an image of the output's size."""
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)  # sums in C order, whatever the layout
     out_hw = _transpose_out_hw(x, weight, stride, padding, output_padding, dilation)
     y = _add_bias(_reference_input_grad(x, weight, out_hw, stride, padding, dilation, groups), bias)
     return y, _Ctx(x, weight, bias is not None, stride, padding, dilation, groups)
@@ -303,6 +306,7 @@ def conv_transpose2d_reference_backward(
     """gx = conv2d(gy, w) (no bias) on x's grid (None unless ``needs_input_grad``); gw =
     conv2d's weight gradient with gy as conv2d's input and x as its output gradient; gb =
     sum of gy over (n, i, j)."""
+    grad_y = np.ascontiguousarray(grad_y)  # sums in C order, whatever the layout
     x, w = ctx.x, ctx.weight
     config = (ctx.stride, ctx.padding, ctx.dilation, ctx.groups)
     gx = _reference_correlate(grad_y, w, (x.shape[2], x.shape[3]), *config) if needs_input_grad else None

@@ -11,8 +11,9 @@ Backward, with the leading dims of x flattened into M rows (x2: (M, in), gy2: (M
         gb = sum over the M rows of gy2   (out,), None when bias is None
         (gx is skipped, None, when the backward is called with needs_input_grad=False)
 
-Implementations: ``reference`` (the sums as plain loops, accumulated in the input dtype)
-and ``fast`` (the same products as BLAS matrix multiplications; the default).
+Implementations: ``reference`` (the sums as plain loops, accumulated in float64 and rounded
+once to the input dtype) and ``fast`` (the same products as BLAS matrix multiplications;
+the default).
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ def linear_reference_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray
     """y[m, o] = b[o] + sum_i x[m, i] * w[o, i], one row m of x at a time."""
     out_features, in_features = weight.shape
     x2 = _rows(x)
-    zero = x.dtype.type(0)
+    zero = np.float64(0)  # accumulate in float64: a float32 running sum drifts over long rows
     y = np.empty((x2.shape[0], out_features), dtype=x.dtype)
     for m in range(x2.shape[0]):
         for o in range(out_features):
-            acc = bias[o] if bias is not None else zero
+            acc = zero + bias[o] if bias is not None else zero
             for i in range(in_features):
                 acc += x2[m, i] * weight[o, i]
             y[m, o] = acc
@@ -80,7 +81,7 @@ def linear_reference_backward(
     out_features, in_features = weight.shape
     M = x2.shape[0]
     gy = grad_y.reshape(M, out_features)
-    zero = x2.dtype.type(0)
+    zero = np.float64(0)  # as in forward: the M-row sums of gw and gb would drift in float32
     gx = None
     if needs_input_grad:
         gx = np.empty((M, in_features), dtype=x2.dtype)
@@ -127,7 +128,8 @@ def linear_fast_backward(
     gy = grad_y.reshape(x2.shape[0], weight.shape[0])
     gx = (gy @ weight).reshape(x_shape) if needs_input_grad else None
     gw = gy.T @ x2
-    gb = gy.sum(axis=0) if has_bias else None
+    # The row sum in float64, rounded once: NumPy adds row after row, and M float32 rows drift.
+    gb = gy.sum(axis=0, dtype=np.float64).astype(gy.dtype) if has_bias else None
     return gx, gw, gb
 
 

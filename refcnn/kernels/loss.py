@@ -1,7 +1,7 @@
 """Loss kernels: cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss,
 binary_cross_entropy, binary_cross_entropy_with_logits.
 
-Every op follows DESIGN §3::
+Every op is a pair of pure functions, as every kernel in refcnn.kernels::
 
     loss, ctx = forward(input, target, [weight, ...], *, reduction, ...)
     (grad_input,) = backward(grad_loss, ctx)
@@ -69,14 +69,14 @@ def _loss_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _reduce(per: np.ndarray, reduction: str, count: Any) -> np.ndarray:
-    """'none' -> ``per``; 'sum' -> sum(per); 'mean' -> sum(per) / count (0/0 = nan, as PyTorch)."""
+    """'none' -> ``per``; 'sum' -> sum(per); 'mean' -> sum(per) / count (0/0 = nan, as PyTorch).
+    The sum is accumulated in float64 and rounded once to per's dtype: a float32 loss over
+    thousands of rows then stays a rounding or two from exact (a float32 sum drifts)."""
     if reduction == "none":
         return per
-    total = per.sum()
-    if reduction == "sum":
-        return np.asarray(total, dtype=per.dtype)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(total / count, dtype=per.dtype)
+    total = np.ascontiguousarray(per).sum(dtype=np.float64)  # C order: the same bits in any layout
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # past float32's range: inf
+        return np.asarray(total if reduction == "sum" else total / count, dtype=per.dtype)
 
 
 def _scale(grad_loss: np.ndarray, reduction: str, count: Any) -> np.ndarray:
@@ -345,8 +345,9 @@ def cross_entropy_fast_forward(
     x = _rows(logits)
     M, C = x.shape
     w = np.ones(C, dtype=x.dtype) if weight is None else weight
-    z = x - x.max(axis=1, keepdims=True)
-    lsm = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    with np.errstate(invalid="ignore"):  # a row of only -inf, or holding +inf: nan, silently as PyTorch
+        z = x - x.max(axis=1, keepdims=True)
+        lsm = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     if target.shape == logits.shape:
         wq = w * _smoothed(_rows(target), ls)
         per = -(wq * lsm).sum(axis=1)
@@ -364,7 +365,7 @@ def cross_entropy_fast_forward(
         return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
     t = np.where(valid, t, 0)
     wt = np.where(valid, w[t], 0)
-    count = wt.sum()
+    count = wt.sum(dtype=np.float64)  # the mean's divisor, in float64 as the sum it divides
     shape = _loss_shape(logits.shape)
     nll = np.where(valid, -wt * lsm[np.arange(M), t], 0).reshape(shape)
     smooth = np.where(valid, -(lsm * w).sum(axis=1), 0).reshape(shape) if ls > 0 else None
@@ -445,7 +446,8 @@ def cross_entropy_reference_forward(
     w = np.ones(C, dtype=x.dtype) if weight is None else weight
     lsm = np.empty_like(x)
     for i in range(M):
-        z = x[i] - x[i].max()
+        with np.errstate(invalid="ignore"):  # a row of only -inf, or holding +inf: nan, as PyTorch
+            z = x[i] - x[i].max()
         lsm[i] = z - np.log(np.sum(np.exp(z)))
     shape = _loss_shape(logits.shape)
     if target.shape == logits.shape:
@@ -462,7 +464,7 @@ def cross_entropy_reference_forward(
     valid = np.zeros(M, dtype=bool)
     nll = np.zeros(M, dtype=x.dtype)
     smooth = np.zeros(M, dtype=x.dtype)
-    total_weight = x.dtype.type(0)
+    total_weight = np.float64(0)  # in float64: a float32 running sum drifts (1e-4 over 6,480 rows)
     for i in range(M):
         if labels[i] == ignore_index:
             continue
@@ -493,12 +495,13 @@ def cross_entropy_reference_backward(
                 G = -g[i] * ctx.wq[i]
             else:
                 assert ctx.t is not None and ctx.valid is not None
-                if not ctx.valid[i]:
-                    continue  # an ignored row gets no gradient
                 G = np.zeros(C, dtype=lsm.dtype)
-                if ls > 0:
-                    G = G - (ls / C) * g[i] * ctx.w
-                G[ctx.t[i]] -= (1 - ls) * (ctx.w[ctx.t[i]] * g[i])
+                # An ignored row keeps G = 0: its gradient is 0, or nan where its log-softmax
+                # is nan (a row of only -inf, or holding +inf), as PyTorch's autograd gives.
+                if ctx.valid[i]:
+                    if ls > 0:
+                        G = G - (ls / C) * g[i] * ctx.w
+                    G[ctx.t[i]] -= (1 - ls) * (ctx.w[ctx.t[i]] * g[i])
             grad[i] = G - np.exp(lsm[i]) * np.sum(G)
     return (_unrows(grad, ctx.shape),)
 
@@ -534,7 +537,7 @@ def nll_loss_forward(
     t = np.where(valid, t, 0)
     wt = np.where(valid, (np.ones(C, dtype=x.dtype) if weight is None else weight)[t], 0).astype(x.dtype)
     per = np.where(valid, -wt * x[np.arange(M), t], 0).astype(x.dtype)
-    count = wt.sum()
+    count = wt.sum(dtype=np.float64)  # the mean's divisor, in float64 as the sum it divides
     loss = _reduce(per.reshape(_loss_shape(input.shape)), reduction, count)
     return loss, NllCtx(input.shape, t, valid, wt, reduction, count)
 
@@ -569,7 +572,8 @@ def mse_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) -
         loss_j = (x_j - y_j)**2;  mean = sum_j loss_j / numel (nan for an empty input)
     Backward: dL/dx_j = 2 * (x_j - y_j) * g_j.
     """
-    d = input - target
+    with np.errstate(invalid="ignore"):  # inf - inf: nan, silently as PyTorch
+        d = input - target
     return _reduce(d * d, reduction, d.size), PointwiseCtx(2 * d, reduction, d.size)
 
 
@@ -577,10 +581,13 @@ def l1_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) ->
     """Absolute error, PyTorch's ``F.l1_loss``. input, target: any shape, the same.
 
         loss_j = |x_j - y_j|
-    Backward: dL/dx_j = sign(x_j - y_j) * g_j, with sign(0) = 0 (autograd's abs).
+    Backward: dL/dx_j = sign(x_j - y_j) * g_j, with autograd's sign of abs: (d > 0) - (d < 0),
+    so sign(0) = 0 and sign(nan) = 0 (NumPy's sign(nan) is nan).
     """
-    d = input - target
-    return _reduce(np.abs(d), reduction, d.size), PointwiseCtx(np.sign(d), reduction, d.size)
+    with np.errstate(invalid="ignore"):  # inf - inf: nan, silently as PyTorch
+        d = input - target
+    sign = np.subtract(d > 0, d < 0, dtype=d.dtype)
+    return _reduce(np.abs(d), reduction, d.size), PointwiseCtx(sign, reduction, d.size)
 
 
 def smooth_l1_loss_forward(
@@ -593,7 +600,8 @@ def smooth_l1_loss_forward(
     Backward: dL/dx_j = g_j * (d_j / beta if |d_j| < beta else sign(d_j)); at |d| = beta
     both give sign(d), and at d = 0 with beta = 0, sign(0) = 0.
     """
-    d = input - target
+    with np.errstate(invalid="ignore"):  # inf - inf: nan, silently as PyTorch
+        d = input - target
     a = np.abs(d)
     beta = float(beta)
     if beta == 0:
@@ -648,7 +656,10 @@ def binary_cross_entropy_with_logits_forward(
 
     The split form is what is computed: for targets in [0, 1] its terms never cancel,
     where (1 - y) x - logsig(x) loses |x| * eps absolutely for x << 0 and y near 0
-    (a float32 loss of 0.013 from x = -10 came out 500 ulp off that way).
+    (a float32 loss of 0.013 from x = -10 came out 500 ulp off that way). Where PyTorch's
+    unsplit form is not finite, its value is the loss: x = -inf gives nan there (0 * -inf,
+    or -inf + inf), where the split form's limit is inf; and the reverse for an infinite
+    pos_weight against a large negative x (the split form's inf * 0).
     Backward (PyTorch's formula): dL/dx_j = g_j * w_j * ((p y_j + 1 - y_j) * sigmoid(x_j) - p y_j).
     """
     x, y = input, target
@@ -656,13 +667,17 @@ def binary_cross_entropy_with_logits_forward(
     e = np.exp(-np.abs(x))
     sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
     softplus = np.log1p(e)  # log1p(exp(-|x|))
-    if pos_weight is None:
-        per = np.where(x >= 0, (1 - y) * x, -y * x) + softplus
-        slope = sigmoid - y
-    else:
-        py = pos_weight * y
-        per = np.where(x >= 0, (1 - y) * x, -py * x) + (1 + (pos_weight - 1) * y) * softplus
-        slope = (py + 1 - y) * sigmoid - py
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs: nan/inf silently, as PyTorch
+        l = 1 if pos_weight is None else 1 + (pos_weight - 1) * y
+        plain = (1 - y) * x - l * (np.minimum(x, 0) - softplus)  # PyTorch's form
+        if pos_weight is None:
+            per = np.where(x >= 0, (1 - y) * x, -y * x) + softplus
+            slope = sigmoid - y
+        else:
+            py = pos_weight * y
+            per = np.where(x >= 0, (1 - y) * x, -py * x) + l * softplus
+            slope = (py + 1 - y) * sigmoid - py
+        per = np.where(np.isfinite(plain), per, plain)
     if weight is not None:
         per = per * weight
         slope = slope * weight

@@ -234,6 +234,7 @@ def batch_norm_reference_forward(
         dx    = dxhat * rstd                                         (evaluation: mu, var are constants)
         dw_c  = sum(g * xhat),   db_c = sum(g)
     """
+    x = np.ascontiguousarray(x)  # C order: each channel's sums then add in one order, any layout
     C = x.shape[1]
     xc = np.empty_like(x)
     rstd = np.empty(C, dtype=x.dtype)
@@ -269,6 +270,7 @@ def batch_norm_reference_backward(
     grad_y: np.ndarray, ctx: BatchNormRefCtx, *, needs_input_grad: bool = True
 ) -> tuple[Any, Any, Any]:
     xc, rstd, weight = ctx.xc, ctx.rstd, ctx.weight
+    grad_y = np.ascontiguousarray(grad_y)  # C order, as x in forward
     C = xc.shape[1]
     gx = np.zeros_like(xc)
     gw = None if weight is None else np.zeros_like(weight)
@@ -295,6 +297,14 @@ def batch_norm_reference_backward(
 
 
 # ---- batch_norm: fast -----------------------------------------------------------------------
+def _channel_sum(a: np.ndarray) -> np.ndarray:
+    """The per-channel sum of a (N, C, L) array: pairwise within each plane (NumPy's sum
+    along a contiguous axis), then over the N planes in float64, rounded once to a's dtype.
+    One running float32 sum (einsum's) drifts over a channel's N*L values (4e-6 relative
+    over 262,144); this stays within a few roundings plus log2(L)."""
+    return a.sum(axis=2).sum(axis=0, dtype=np.float64).astype(a.dtype)
+
+
 class BatchNormCtx(NamedTuple):
     """What the fast backward keeps: xhat viewed as (N, C, L), rstd and the weight per
     channel (C,), whether batch statistics were used, which grads to return, x's shape."""
@@ -322,8 +332,8 @@ def batch_norm_fast_forward(
     """Batch normalisation, vectorised over every channel at once (same math as the reference).
 
     Layout: x is viewed as (N, C, L), L = prod(*) (no copy for a contiguous x), so that each
-    per-channel sum is one ``einsum('ncl->c')`` (or ``'ncl,ncl->c'`` for a sum of products)
-    without a temporary, and per-channel vectors broadcast as (C, 1). The mean is taken
+    per-channel sum is a pairwise sum along the contiguous L axis, then one over N in float64
+    (``_channel_sum``), and per-channel vectors broadcast as (C, 1). The mean is taken
     first and the variance from the centred values (two passes: no cancellation from
     E[x**2] - E[x]**2); the elementwise steps reuse one buffer in place. Backward is the
     closed form dx = w * rstd * (g - (sum(g) + xhat * sum(g * xhat)) / M), two reductions.
@@ -331,15 +341,15 @@ def batch_norm_fast_forward(
     N, C = x.shape[:2]
     use_batch = bool(training)
     L = math.prod(x.shape[2:])
-    x3 = x.reshape(N, C, L)
+    x3 = np.ascontiguousarray(x).reshape(N, C, L)  # C order: the sums add in one order, any layout
     M = N * L
     if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
         ctx = BatchNormCtx(np.empty_like(x3), np.ones(C, x.dtype), weight, bias is not None, use_batch, x.shape)
         return np.empty_like(x), ctx
     if use_batch:
-        mean = np.einsum("ncl->c", x3) / M
+        mean = _channel_sum(x3) / M
         xc = x3 - mean[:, None]
-        var = np.einsum("ncl,ncl->c", xc, xc) / M
+        var = _channel_sum(xc * xc) / M
         if running_mean is not None and running_var is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             # running_var takes the unbiased variance, as PyTorch does
@@ -363,9 +373,9 @@ def batch_norm_fast_backward(
 ) -> tuple[Any, Any, Any]:
     xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
     N, C, L = xhat.shape
-    g3 = grad_y.reshape(N, C, L)
-    sum_g = np.einsum("ncl->c", g3)
-    sum_gxhat = np.einsum("ncl,ncl->c", g3, xhat)
+    g3 = np.ascontiguousarray(grad_y).reshape(N, C, L)  # C order, as x in forward
+    sum_g = _channel_sum(g3)
+    sum_gxhat = _channel_sum(g3 * xhat)
     gw = None if weight is None else sum_gxhat
     gb = sum_g if ctx.has_bias else None
     if not needs_input_grad:
@@ -403,13 +413,20 @@ def _normalise(x_sets: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         return np.empty_like(x_sets), np.ones((*x_sets.shape[:-1], 1), x_sets.dtype)
     mean = x_sets.mean(axis=-1, keepdims=True)
     xc = x_sets - mean
-    rstd = _rsqrt((xc * xc).mean(axis=-1, keepdims=True), eps)
+    # The squares in float64: in float32 a value of 1e20 or more squares to inf, and every
+    # xhat of its set would come out 0 (PyTorch float64 gives the finite answer).
+    rstd = _rsqrt(np.square(xc, dtype=np.float64).mean(axis=-1, keepdims=True), eps).astype(x_sets.dtype)
     return xc * rstd, rstd
+
+
+def _row_sum(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return a.sum(axis=axes, dtype=np.float64).astype(a.dtype)
 
 
 @_ieee
 def _norm_backward(grad_y: np.ndarray, ctx: NormCtx, needs_input_grad: bool) -> tuple[Any, Any, Any]:
     xhat = ctx.xhat.reshape(ctx.x_shape)
+    grad_y = np.ascontiguousarray(grad_y)  # C order: the set sums add in one order, any layout
     gx = None
     if needs_input_grad:
         gh = grad_y if ctx.weight is None else grad_y * ctx.weight
@@ -421,8 +438,9 @@ def _norm_backward(grad_y: np.ndarray, ctx: NormCtx, needs_input_grad: bool) -> 
             sum_gh = gh_sets.sum(axis=-1, keepdims=True)
             sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
             gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
-    gw = None if ctx.weight is None else (grad_y * xhat).sum(axis=ctx.param_axes).reshape(ctx.param_shape)
-    gb = grad_y.sum(axis=ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
+    # Over the leading axes NumPy adds row after row: in float64, rounded once (B rows of float32 drift).
+    gw = None if ctx.weight is None else _row_sum(grad_y * xhat, ctx.param_axes).reshape(ctx.param_shape)
+    gb = _row_sum(grad_y, ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
     return gx, gw, gb
 
 
