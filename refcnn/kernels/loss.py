@@ -355,21 +355,19 @@ def cross_entropy_fast_forward(
         return loss, CrossEntropyCtx(logits.shape, lsm, wq, None, None, w, ls, reduction, M)
     t = target.reshape(-1).astype(np.int64)
     valid = t != ignore_index
-    if valid.all():  # nothing ignored: the np.where's below would change nothing
+    if valid.all():  # nothing ignored (the usual batch): no row to zero
         wt = w[t]
-        count = wt.sum()
-        shape = _loss_shape(logits.shape)
-        nll = (-wt * lsm[np.arange(M), t]).reshape(shape)
-        smooth = -(lsm * w).sum(axis=1).reshape(shape) if ls > 0 else None
-        loss = _smoothed_loss(nll, smooth, ls, C, reduction, count)
-        return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
-    t = np.where(valid, t, 0)
-    wt = np.where(valid, w[t], 0)
+        nll = -wt * lsm[np.arange(M), t]
+        smooth = -(lsm * w).sum(axis=1) if ls > 0 else None
+    else:
+        t = np.where(valid, t, 0)
+        wt = np.where(valid, w[t], 0)
+        nll = np.where(valid, -wt * lsm[np.arange(M), t], 0)
+        smooth = np.where(valid, -(lsm * w).sum(axis=1), 0) if ls > 0 else None
     count = wt.sum(dtype=np.float64)  # the mean's divisor, in float64 as the sum it divides
     shape = _loss_shape(logits.shape)
-    nll = np.where(valid, -wt * lsm[np.arange(M), t], 0).reshape(shape)
-    smooth = np.where(valid, -(lsm * w).sum(axis=1), 0).reshape(shape) if ls > 0 else None
-    loss = _smoothed_loss(nll, smooth, ls, C, reduction, count)
+    smooth = None if smooth is None else smooth.reshape(shape)
+    loss = _smoothed_loss(nll.reshape(shape), smooth, ls, C, reduction, count)
     return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
 
 
