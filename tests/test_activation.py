@@ -123,6 +123,22 @@ def test_gradient_at_kinks_is_pytorchs(op, config, x, dydx, dtype):
     np.testing.assert_array_equal(gx, np.array([dydx], dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_relu_backward_is_torchs_threshold_backward_bit_for_bit(dtype, layout):
+    # torch: gx = (y <= 0) ? 0 : gy. So +0.0 (never -0.0) where the unit is off, even for a
+    # gradient of nan, inf or a negative; a nan y passes its gradient; -0.0 passes as -0.0.
+    x = np.array([[-1.0, 0.0, -0.0, np.nan, 2.0, 3.0, -5.0, 4.0]] * 3, dtype)
+    gy = np.array([[np.nan, -np.inf, -2.0, -7.0, -0.0, np.inf, -0.0, np.nan]] * 3, dtype)
+    want = np.array([[0.0, 0.0, 0.0, -7.0, -0.0, np.inf, 0.0, np.nan]] * 3, dtype)
+    if layout == "transposed":
+        x, gy, want = x.T, gy.T, want.T
+    _, gx = run("relu", x, gy)
+    assert gx.dtype == dtype and gx.shape == want.shape
+    np.testing.assert_array_equal(gx, want)  # nan where nan
+    np.testing.assert_array_equal(np.signbit(gx), np.signbit(want), err_msg="sign of zero")
+
+
 @pytest.mark.parametrize("name", ELEMENTWISE)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("shape", [(), (7,), (2, 3, 5)], ids=["0d", "1d", "3d"])

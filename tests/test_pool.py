@@ -194,6 +194,28 @@ def test_max_pool_infinite_gradient_reaches_only_its_element(impl, cfg):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    "cfg",
+    [max_cfg((2, 3)), max_cfg((2, 3), ceil=True), max_cfg((2, 3), (3, 4)), max_cfg((2, 3), 1)],
+    ids=["tiles", "tiles-ceil", "apart", "overlapping"],
+)
+def test_max_pool_gradient_bits_are_pytorchs(impl, dtype, cfg):
+    # PyTorch adds gy into a zero-filled gradient: -0.0 arrives as +0.0, nan and inf as they are,
+    # and every element no window chose (rows and columns past the last window too) is +0.0.
+    x = grid(5, 8, dtype)  # the bottom-right element of each window wins
+    y, _ = run("max_pool2d", impl, x, **cfg)
+    gy = np.resize(np.array([-0.0, NAN, -INF, -2.5, INF, 3.0], dtype), y.shape)
+    _, ctx, gx = run("max_pool2d", impl, x, gy, **cfg)
+    expected = np.zeros_like(x)
+    planes = expected.reshape(-1, 5 * 8)
+    for index, g in zip(ctx.indices.ravel(), gy.ravel(), strict=True):
+        planes[0, index] += g  # one plane: PyTorch's scatter, one gradient at a time
+    np.testing.assert_array_equal(gx, expected)  # nan where nan
+    np.testing.assert_array_equal(np.signbit(gx), np.signbit(expected), err_msg="sign of zero")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_max_pool_ceil_mode_partial_and_dropped_windows(impl):
     # (4, 5) with k2 s2 ceil: 2 x 3 windows, the last column window holds column 4 alone
     y, ctx = run("max_pool2d", impl, grid(4, 5), **max_cfg(2, 2, 0, 1, True))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import kernels, nn
+from .._grad_mode import no_grad
 from .report import Result
 from .timing import Options, best_ms, interleaved, median_ms, peak_memory, spread
 
@@ -133,16 +134,18 @@ POOL_CASES = (
 
 def model_forward_flops(model: nn.Sequential, x: np.ndarray) -> int:
     """Flops of the convolutions and linear layers of one forward of ``model`` on ``x``,
-    found by running it layer by layer (a weight of 4 dims is a conv, of 2 a linear)."""
+    found by running it layer by layer (a weight of 4 dims is a conv, of 2 a linear), under
+    no_grad: a forward that keeps its contexts would make the model's next backward refuse."""
     total = 0
-    for layer in model:
-        y = layer(x)
-        weight = getattr(layer, "weight", None)
-        if weight is not None and weight.data.ndim == 4:
-            total += 2 * y.size * math.prod(weight.data.shape[1:])
-        elif weight is not None and weight.data.ndim == 2:
-            total += 2 * y.size * weight.data.shape[1]
-        x = y
+    with no_grad():
+        for layer in model:
+            y = layer(x)
+            weight = getattr(layer, "weight", None)
+            if weight is not None and weight.data.ndim == 4:
+                total += 2 * y.size * math.prod(weight.data.shape[1:])
+            elif weight is not None and weight.data.ndim == 2:
+                total += 2 * y.size * weight.data.shape[1]
+            x = y
     return total
 
 

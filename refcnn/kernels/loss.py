@@ -48,8 +48,8 @@ BCE_EPSILON = float(np.float32(1e-12))
 # ---- shared shape helpers ------------------------------------------------------------------
 def _rows(a: np.ndarray) -> np.ndarray:
     """(C,) -> (1, C); (N, C, d1, ...) -> (N*d1*..., C): the class axis last, one row per sample."""
-    if a.ndim == 1:
-        return a.reshape(1, -1)
+    if a.ndim <= 2:
+        return a.reshape(-1, a.shape[-1])
     return np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
 
 
@@ -57,6 +57,8 @@ def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The inverse of ``_rows`` for an array of ``shape``: (M, C) -> shape, contiguous."""
     if len(shape) == 1:
         return rows.reshape(shape)
+    if len(shape) == 2:
+        return np.ascontiguousarray(rows.reshape(shape))
     moved = rows.reshape((shape[0], *shape[2:], shape[1]))
     return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
 
@@ -163,6 +165,8 @@ def _check_class_target(
             f"{op}: target must have shape {want} = {_loss_shape(x.shape)} for {name} of shape {x.shape}, "
             f"got {target.shape}"
         )
+    if target.size and 0 <= target.min() and target.max() < C:
+        return  # every label is a class (the usual case: two reductions, not five passes)
     t = target.astype(np.int64)
     bad = (t != ignore_index) & ((t < 0) | (t >= C))
     if bad.any():
@@ -351,13 +355,19 @@ def cross_entropy_fast_forward(
         return loss, CrossEntropyCtx(logits.shape, lsm, wq, None, None, w, ls, reduction, M)
     t = target.reshape(-1).astype(np.int64)
     valid = t != ignore_index
-    t = np.where(valid, t, 0)
-    wt = np.where(valid, w[t], 0)
+    if valid.all():  # nothing ignored (the usual batch): no row to zero
+        wt = w[t]
+        nll = -wt * lsm[np.arange(M), t]
+        smooth = -(lsm * w).sum(axis=1) if ls > 0 else None
+    else:
+        t = np.where(valid, t, 0)
+        wt = np.where(valid, w[t], 0)
+        nll = np.where(valid, -wt * lsm[np.arange(M), t], 0)
+        smooth = np.where(valid, -(lsm * w).sum(axis=1), 0) if ls > 0 else None
     count = wt.sum(dtype=np.float64)  # the mean's divisor, in float64 as the sum it divides
     shape = _loss_shape(logits.shape)
-    nll = np.where(valid, -wt * lsm[np.arange(M), t], 0).reshape(shape)
-    smooth = np.where(valid, -(lsm * w).sum(axis=1), 0).reshape(shape) if ls > 0 else None
-    loss = _smoothed_loss(nll, smooth, ls, C, reduction, count)
+    smooth = None if smooth is None else smooth.reshape(shape)
+    loss = _smoothed_loss(nll.reshape(shape), smooth, ls, C, reduction, count)
     return loss, CrossEntropyCtx(logits.shape, lsm, None, t, valid, w, ls, reduction, count)
 
 
@@ -367,21 +377,23 @@ def cross_entropy_fast_backward(
     """dL/dlsm is G below (one row per sample); the log-softmax backward is one product."""
     lsm = ctx.lsm
     M, C = lsm.shape
-    g = np.broadcast_to(_scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1), (M,))
-    if ctx.wq is not None:
-        G = -g[:, None] * ctx.wq
-    else:
-        assert ctx.t is not None and ctx.valid is not None
-        G = np.zeros_like(lsm)
-        rows = np.flatnonzero(ctx.valid)
-        gv, tv = g[rows], ctx.t[rows]
-        # Only the counted rows get a gradient (ignored rows stay 0 even when the mean's
-        # divisor is 0 and gv is inf); a zero weight times that inf is nan, as in PyTorch.
-        with np.errstate(invalid="ignore"):
+    g = _scale(grad_loss, ctx.reduction, ctx.divisor).reshape(-1)  # (M,), or (1,) broadcasting to it
+    with np.errstate(invalid="ignore"):
+        if ctx.wq is not None:
+            G = -g[:, None] * ctx.wq
+        else:
+            assert ctx.t is not None and ctx.valid is not None
+            G = np.zeros_like(lsm)
+            if ctx.valid.all():  # every row counts
+                rows, gv, tv = np.arange(M), g, ctx.t
+            else:
+                rows = np.flatnonzero(ctx.valid)
+                gv, tv = (g[rows] if g.size > 1 else g), ctx.t[rows]
+            # Only the counted rows get a gradient (ignored rows stay 0 even when the mean's
+            # divisor is 0 and gv is inf); a zero weight times that inf is nan, as in PyTorch.
             G[rows, tv] = -(1 - ctx.label_smoothing) * (ctx.w[tv] * gv)
             if ctx.label_smoothing > 0:
                 G[rows] -= (ctx.label_smoothing / C) * gv[:, None] * ctx.w
-    with np.errstate(invalid="ignore"):
         grad = G - np.exp(lsm) * G.sum(axis=1, keepdims=True)
     return (_unrows(grad, ctx.shape),)
 

@@ -308,8 +308,8 @@ def max_pool2d_fast_forward(
     offset (p, q), in PyTorch's scan order, the strided view ``x_pad[:, :, p*dH::sH,
     q*dW::sW]`` holds that offset's element of every window at once. A running maximum
     (np.maximum, which propagates NaN) and the running winning offset ``code`` (updated
-    where the view is strictly greater, branch-free in int8 arithmetic) are updated per
-    offset. Padding never wins (-inf is not > -inf), so ``code`` starts at each window's
+    where the view is strictly greater, branch-free: offsets only grow, so code becomes
+    max(code, o * wins)) are updated per offset. Padding never wins (-inf is not > -inf), so ``code`` starts at each window's
     first offset inside the input, as PyTorch's index does. Windows whose maximum is NaN
     get the last NaN's offset in a second pass that only runs if the output has a NaN.
     (Padding once beats clipping each offset's view to the input here: whole-output
@@ -334,9 +334,11 @@ def max_pool2d_fast_forward(
         return xp[:, :, p * dH : p * dH + (H_out - 1) * sH + 1 : sH, q * dW : q * dW + (W_out - 1) * sW + 1 : sW]
 
     code_dtype = np.int8 if kH * kW <= 127 else (np.int16 if kH * kW <= 32767 else np.int32)
-    p0 = _first_inside(H_out, sH, padding[0], dH)
-    q0 = _first_inside(W_out, sW, padding[1], dW)
-    if p0.any() or q0.any():
+    # without padding every window starts inside the input (so it holds an element, too)
+    padded = bool(padding[0] or padding[1])
+    p0 = _first_inside(H_out, sH, padding[0], dH) if padded else None
+    q0 = _first_inside(W_out, sW, padding[1], dW) if padded else None
+    if p0 is not None and q0 is not None and (p0.any() or q0.any()):
         start = (p0[:, None] * kW + q0[None, :]).astype(code_dtype)
         code = np.broadcast_to(start, (N, C, H_out, W_out)).copy()  # C order (np.array would keep odd strides)
         y = np.full((N, C, H_out, W_out), -np.inf, dtype=x.dtype)
@@ -345,20 +347,29 @@ def max_pool2d_fast_forward(
         code = np.zeros((N, C, H_out, W_out), dtype=code_dtype)
         y = at(0).copy()
         first = 1
+    wins = np.empty(y.shape, dtype=bool)
+    o_wins = wins.view(np.int8) if code_dtype is np.int8 else np.empty(y.shape, dtype=code_dtype)
+    v = np.empty_like(y)  # each offset's view, copied once: two passes over contiguous data beat two strided ones
     for o in range(first, kH * kW):
-        v = at(o)
-        wins = v > y
+        np.copyto(v, at(o))
+        np.greater(v, y, out=wins)
         np.maximum(y, v, out=y)
-        code += wins * (code_dtype(o) - code)  # code = o where wins, without a branchy masked write
+        # code = o where wins, without a branchy masked write: o exceeds every offset code
+        # holds (the earlier ones, or a first offset inside, which an outside o never beats)
+        np.multiply(wins, code_dtype(o), out=o_wins)
+        np.maximum(code, o_wins, out=code)
     if np.isnan(y).any():  # the last NaN of each NaN window wins, as in PyTorch's scan
         has_nan = np.isnan(y)
         for o in range(kH * kW):
             code[has_nan & np.isnan(at(o))] = o
-    # a window can hold no input element (dilation skipping over a small input): it yields
-    # -inf, its index points outside it, and it passes no gradient
-    empty_rows = (np.arange(H_out) * stride[0] - padding[0] + p0 * dilation[0]) >= H
-    empty_cols = (np.arange(W_out) * stride[1] - padding[1] + q0 * dilation[1]) >= W
-    empty = (empty_rows[:, None] | empty_cols[None, :]) if empty_rows.any() or empty_cols.any() else None
+    # a padded window can hold no input element (dilation skipping over a small input): it
+    # yields -inf, its index points outside it, and it passes no gradient
+    empty = None
+    if p0 is not None and q0 is not None:
+        empty_rows = (np.arange(H_out) * stride[0] - padding[0] + p0 * dilation[0]) >= H
+        empty_cols = (np.arange(W_out) * stride[1] - padding[1] + q0 * dilation[1]) >= W
+        if empty_rows.any() or empty_cols.any():
+            empty = empty_rows[:, None] | empty_cols[None, :]
     return y, FastMaxPoolCtx(x.shape, code, kernel_size, stride, padding, dilation, empty)
 
 
@@ -370,7 +381,11 @@ def max_pool2d_fast_backward(
     Windows apart on both axes (no element in two windows): for each kernel offset o, the
     outputs that selected o write their gradient into the strided view of offset o of the
     input gradient (distinct outputs of one offset hit distinct positions; an empty
-    window's choice lies outside the input, so is never written). Overlapping windows: one
+    window's choice lies outside the input, so is never written), as gy's bits times the
+    0/1 choice, in integers (exact for any gy: a float product would make inf * 0 a NaN).
+    Windows that tile the input (stride = kernel, no padding or dilation) write every
+    element they cover, so only the rows and columns past the last window are zeroed
+    first. Overlapping windows: one
     np.bincount over the flat positions (n*C + c)*H*W + index, weighted by gy
     (accumulated in float64, rounded once), empty windows weighted 0.
     """
@@ -386,18 +401,24 @@ def max_pool2d_fast_backward(
             flat, weights = np.where(ctx.empty, 0, flat), np.where(ctx.empty, 0, grad_y)
         grad_x = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=N * C * H * W)
         return (grad_x.reshape(ctx.x_shape).astype(grad_y.dtype),)
-    grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
-    finite = bool(np.isfinite(grad_y).all())
+    H_out, W_out = grad_y.shape[2:]
+    if (sH, sW) == (kH, kW) and (dH, dW) == (1, 1) and ctx.padding == (0, 0):
+        grad_x = np.empty(ctx.x_shape, dtype=grad_y.dtype)
+        grad_x[:, :, H_out * kH :] = 0
+        grad_x[:, :, : H_out * kH, W_out * kW :] = 0
+    else:
+        grad_x = np.zeros(ctx.x_shape, dtype=grad_y.dtype)
+    bits = np.dtype(f"i{grad_y.dtype.itemsize}")
+    # + 0.0 turns a -0.0 into +0.0, as PyTorch's zero-filled gradient plus gy does
+    gy_bits, gx_bits = (grad_y + 0.0).view(bits), grad_x.view(bits)
+    chosen = np.empty(grad_y.shape, dtype=bool)
     for o in range(kH * kW):
-        where = _offset_slices(grad_y.shape[2:], (H, W), ctx.stride, ctx.padding, ctx.dilation, o // kW, o % kW)
+        where = _offset_slices((H_out, W_out), (H, W), ctx.stride, ctx.padding, ctx.dilation, o // kW, o % kW)
         if where is None:
             continue
         out, inp = where
-        chosen = ctx.code[out] == o
-        if finite:
-            np.multiply(grad_y[out], chosen, out=grad_x[inp])
-        else:  # inf * 0 would be NaN: a masked write instead
-            np.copyto(grad_x[inp], grad_y[out], where=chosen)
+        np.equal(ctx.code[out], o, out=chosen[out])
+        np.multiply(gy_bits[out], chosen[out], out=gx_bits[inp])
     return (grad_x,)
 
 

@@ -93,6 +93,6 @@ class SGD(Optimizer):
                 state["momentum_buffer"] = buf
             else:
                 buf *= momentum
-                buf += (1 - dampening) * grad
+                buf += grad if dampening == 0 else (1 - dampening) * grad  # 1 * grad is grad: one pass less
             grad = grad + momentum * buf if group["nesterov"] else buf
         param -= lr * grad
