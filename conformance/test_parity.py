@@ -73,7 +73,7 @@ def test_float32_short_run_stays_within_budget(model, optimizer, data):
 
 def test_without_the_dropout_replay_vgg_runs_differ(data, monkeypatch):
     """torch's own Dropout draws other masks: the run must then fail (the check can fail)."""
-    monkeypatch.setattr(parity, "_replace_dropouts", lambda tmodel, box: 0)
+    monkeypatch.setattr(parity.twin, "_replace_dropouts", lambda tmodel, box: 0)
     r = parity.run(parity.RunConfig("vgg", "sgd", "float64", steps=2, batch_size=32), *data)
     assert not r["passed"] and r["max_rel_loss_diff"] > 1e-3
 
@@ -109,7 +109,7 @@ def test_several_runs_go_into_one_report(tmp_path):
 
 
 def test_command_exits_nonzero_when_a_float64_requirement_fails(tmp_path, monkeypatch):
-    monkeypatch.setattr(parity, "FLOAT64_REL_LOSS", -1.0)  # no loss difference can be below it
+    monkeypatch.setattr(parity.runner, "FLOAT64_REL_LOSS", -1.0)  # no loss difference can be below it
     code = parity.main(["--steps", "2", "--model", "simplecnn", "--data", str(sample_dir()),
                         "--out", str(tmp_path / "p.json")])  # fmt: skip
     assert code == 1
@@ -130,7 +130,7 @@ def test_command_rejects_bad_arguments(argv, message, capsys):
 
 
 def test_float32_accuracy_requirement_sets_the_exit_status(tmp_path, monkeypatch):
-    monkeypatch.setattr(parity, "FLOAT32_ACCURACY_POINTS", -1.0)  # allows -1 images: no difference is within it
+    monkeypatch.setattr(parity.runner, "FLOAT32_ACCURACY_POINTS", -1.0)  # allows -1 images: no difference is within it
     out = tmp_path / "p.json"
     code = parity.main(["--dtype", "float32", "--steps", "2", "--model", "simplecnn", "--no-reference",
                         "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
@@ -142,7 +142,7 @@ def test_float32_accuracy_requirement_sets_the_exit_status(tmp_path, monkeypatch
 def test_float32_drift_beyond_the_budget_is_reported_not_failed(tmp_path, monkeypatch):
     # a budget below zero: every step is beyond it, whatever the two runs' rounding (a zero budget
     # is not enough: on some machines the first float32 steps agree with torch exactly)
-    monkeypatch.setattr(parity, "BUDGET_LAMBDA", -1.0)
+    monkeypatch.setattr(parity.rounding, "BUDGET_LAMBDA", -1.0)
     out = tmp_path / "p.json"
     code = parity.main(["--dtype", "float32", "--steps", "3", "--model", "simplecnn", "--no-reference",
                         "--data", str(sample_dir()), "--out", str(out)])  # fmt: skip
@@ -185,17 +185,17 @@ def test_float32_verdict_at_the_bound(apart, passed, monkeypatch):
     x, y = load_mnist(sample_dir(), train=True)
     xt, yt = load_mnist(sample_dir(), train=False)
     assert len(yt) == 1000
-    monkeypatch.setattr(parity, "evaluate", lambda model, x, y, batch_size: (0.0, 1.0, y.copy()))
+    monkeypatch.setattr(parity.runner, "evaluate", lambda model, x, y, batch_size: (0.0, 1.0, y.copy()))
     wrong = yt.copy()
     wrong[:apart] = (wrong[:apart] + 1) % 10
-    monkeypatch.setattr(parity._TorchRun, "predictions", lambda self, x: wrong)
+    monkeypatch.setattr(parity.twin._TorchRun, "predictions", lambda self, x: wrong)
     r = parity.run(parity.RunConfig("simplecnn", "sgd", "float32", steps=1, batch_size=32), (x, y), (xt, yt),
                    reference=False)  # fmt: skip
     assert (r["refcnn_test_correct"], r["torch_test_correct"]) == (1000, 1000 - apart)
     assert r["test_correct_diff"] == apart and r["test_correct_allowed"] == 2
     assert r["passed"] is passed, r["checks"]
-    assert parity._summary(r).count("\n") == 0
-    assert f"differ by {apart} images (bound 2)" in parity._summary(r)
+    assert parity.cli._summary(r).count("\n") == 0
+    assert f"differ by {apart} images (bound 2)" in parity.cli._summary(r)
 
 
 # ---- the command in a subprocess: usage errors are one line with exit status 2 ---------------------
