@@ -214,7 +214,8 @@ def check_chain(
         ref = _stage_reference(s, tm, ins[i], rest if i == 0 else (), ups[i], noises[i], dt)
         rec.compare(IMPL, "forward", ins[i + 1], ref.forward.value, ref.forward.n, ref.forward.S, f"{where} forward")
         exp = ref.grads["x"]
-        rec.compare(IMPL, "grad_input", gxs[i], exp.value, exp.n, exp.S, f"{where} grad of its input")
+        got = ups[i - 1] if i else gxs[0]  # as it came back, before an earlier stage's backward read it
+        rec.compare(IMPL, "grad_input", got, exp.value, exp.n, exp.S, f"{where} grad of its input")
         for name, p in rm.named_parameters():
             pexp = ref.grads.get(name)
             if pexp is not None:
