@@ -130,3 +130,33 @@ def test_the_chain_mutant_escapes_its_op_spec_and_is_caught_by_a_chain():
         warnings.simplefilter("ignore")
         row = mutants.run_one(m.name, "ci")
     assert row["caught"] and all(c.startswith("chain.") for c in row["checks"]), row
+
+
+def _refuses(op: str) -> Any:
+    base = kernels.get(op, "reference")
+
+    def backward(grad_y: Any, ctx: Any, **kw: Any) -> Any:
+        raise RuntimeError(f"{op}: my saved output was modified")  # raised outside refcnn: not its own error
+
+    return base.forward_impl, backward
+
+
+@pytest.mark.parametrize(
+    ("cls", "op", "expected"),
+    [
+        pytest.param("Sigmoid", "sigmoid", "refcnn's error is not its own one-line one", id="torch-raises-too"),
+        pytest.param("GELU", "gelu", "refcnn raised where PyTorch computes the gradient", id="torch-computes"),
+    ],
+)
+def test_an_error_is_accepted_only_if_torch_raises_and_it_is_refcnns_own(cls, op, expected):
+    forward, backward = _refuses(op)
+    kernels.register(op, "planted_refuses", forward, backward)
+    try:
+        with kernels.use(**{op: "planted_refuses"}):
+            case = {"chain": [[cls, {}]], "then": [["ReLU", {"inplace": True}]], "shape": [2, 3], "training": True,
+                    "seed": 2}  # fmt: skip
+            rec = _run(f"chain.{cls}+inplace", case, "float64")
+    finally:
+        kernels.unregister(op, "planted_refuses")
+    t = rec.tallies[("default", "inplace")]
+    assert t.failed and expected in t.failure["detail"], t.failure
