@@ -395,6 +395,8 @@ def run_one(name: str, profile: str) -> dict[str, Any]:
                 row["caught"] = True
                 row["checks"] = [f"{c} ({dtype})" for c in failed]
                 break
+        if not row["caught"]:
+            _check_chains(m, profile, row)  # a bug only a chain of modules shows (ChainMutant)
     finally:
         kernels.unregister(m.op, m.impl)
     return row
@@ -411,3 +413,49 @@ def run_all(profile: str, jobs: int = 1, names: list[str] | None = None) -> list
 
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=worker_init, initargs=([],)) as pool:
         return list(pool.map(run_one, names, [profile] * len(names)))
+
+
+# ---- kernels that are right one call at a time: only a chain of modules shows them ----------
+@dataclass(frozen=True)
+class ChainMutant(Mutant):
+    """A mutant its op's own spec cannot catch (every single call is right): ``run_one`` also
+    checks the chain specs named in ``chains`` (conformance/specs/chains.py) with it in force."""
+
+    chains: tuple[str, ...] = ()
+
+
+def _check_chains(m: Mutant, profile: str, row: dict[str, Any]) -> None:
+    from .engine import run_task
+
+    for spec in getattr(m, "chains", ()):
+        for dtype in ("float32", "float64"):
+            with kernels.use(**{m.op: m.impl}):  # what the modules of the chain call
+                result = run_task(spec, dtype, ["default"], profile, 0, stop_on_failure=True, extend=False)
+            failed = sorted({t.check for t in result.tallies if t.failed})
+            if failed:
+                row["caught"] = True
+                row["checks"] = [f"{spec}: {c} ({dtype})" for c in failed]
+                return
+
+
+def tanh_output_in_workspace(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+    workspace: dict[np.dtype, np.ndarray] = {}
+
+    def forward(x: Any) -> Any:
+        y, ctx = fwd(x)
+        buf = workspace.get(y.dtype)
+        if buf is None or buf.size < y.size:
+            buf = workspace[y.dtype] = np.empty(max(y.size, 1), y.dtype)
+        out = buf[: y.size].reshape(y.shape)  # handed back in a buffer the next call reuses (no allocation)
+        out[...] = y
+        return out, ctx
+
+    return forward, bwd
+
+
+MUTANTS.append(
+    ChainMutant("tanh_output_in_workspace", "tanh", "output handed back in a buffer the next tanh call overwrites, "
+                "while the next Linear keeps it for its backward", tanh_output_in_workspace,
+                chains=("chain.linear_tanh_dropout_linear",))
+)  # fmt: skip

@@ -65,7 +65,7 @@ def _apply(
         # PyTorch's noise.div_(1 - p): 1 - p is formed in float64, rounded to x's dtype, then divides
         noise = keep.astype(x.dtype) / x.dtype.type(1.0 - p)
     with np.errstate(invalid="ignore"):  # inf * 0 = nan silently, as PyTorch
-        return x * noise, DropoutCtx(noise)
+        return np.asarray(x * noise), DropoutCtx(noise)  # an array for 0-D x too (not a NumPy scalar)
 
 
 def dropout_forward(
@@ -98,7 +98,7 @@ def dropout_backward(grad_y: np.ndarray, ctx: DropoutCtx, *, needs_input_grad: b
     if ctx.noise is None:
         return (grad_y,)
     with np.errstate(invalid="ignore"):  # inf * 0 = nan silently, as PyTorch
-        return (grad_y * ctx.noise,)
+        return (np.asarray(grad_y * ctx.noise),)
 
 
 registry.set_validator("dropout", validate_dropout)
