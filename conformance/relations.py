@@ -105,7 +105,8 @@ def _record(run: Run, name: str, setting: str, bound: str, pairs: list[Pair]) ->
                 i = res.worst_index
                 detail += f" ({core.num(np.asarray(got, np.float64)[i])} vs {core.num(np.asarray(expected)[i])})"
             config = ", ".join(f"{k}={v}" for k, v in run.built.config.items())
-            run.rec.fail(run.impl, name, f"{name} ({setting}; {run.spec.op} {config}): {what}: {detail}; "
+            op = f"{run.spec.op} {config}" if config else run.spec.op
+            run.rec.fail(run.impl, name, f"{name} ({setting}; {op}): {what}: {detail}; "
                          f"bound {bound}", res.worst_abs_err, res.worst_ratio)  # fmt: skip
             return
         worst = max(worst, (res.worst_ratio, res.worst_abs_err))
@@ -190,24 +191,25 @@ def shift_invariance(run: Run) -> None:
 
 
 # ---- homogeneity -----------------------------------------------------------------------------
-POW2 = (2.0**-9, 2.0**-3, 2.0**4, 2.0**11)  # exact scalings, absent over/underflow
-ODD = (0.75, 3 * 2.0**-6, 3 * 2.0**-11)  # not powers of two: a*x rounds
+SMALL, LARGE = (2.0**-20, 2.0**-9, 2.0**-3), (2.0**4, 2.0**11, 2.0**20)  # powers of two: exact scalings
+ODD = (0.75, 3 * 2.0**-6, 3 * 2.0**-21)  # not powers of two: a*x rounds
 
 
 def homogeneity(run: Run) -> None:
     """``homogeneity``: f(a x) = a f(x) for a > 0, with the op's affine parameters dropped (as
     the adjoint check does); the input gradient is of degree 0 (the same at a x), a parameter's
-    gradient of degree 1. Two scalings per case, drawn from its seed:
+    gradient of degree 1. Three scalings per case, drawn from its seed:
 
-    - a power of two (2^-9, 2^-3, 2^4 or 2^11; 1/a if a x or a S would come within a factor 4 of
-      the largest number): every rounding of a +, -, *, / or comparison commutes with it unless a
-      result is subnormal, so the two sides differ only by underflow, <= n eta per side. Compared
-      at the smaller scale (a f(x) against f(a x) for a < 1, f(a x)/a against f(x) for a > 1,
-      exact divisions): <= K(2n eta), forward and every checked gradient.
-    - a = 0.75, 3*2^-6 or 3*2^-11 (forward only): fl(a x) = a x (1 + d), |d| <= u, moves f by at
-      most u a S (the Jacobian part of S; for a selection, u a |y|); each side within its own
-      bound, a f(x) in float64 rounding once more: <= K(gamma(2n+2) a S + (2n+2) eta), with S
-      the case's S (|y| for a selection) and n its n.
+    - two powers of two, one below 1 (2^-20, 2^-9 or 2^-3) and one above (2^4, 2^11 or 2^20;
+      left out if a x or a S would come within a factor 4 of the largest number): every
+      rounding of a +, -, *, / or comparison commutes with them unless a result is subnormal,
+      so the two sides differ only by underflow, <= n eta per side. Compared at the smaller
+      scale (a f(x) against f(a x) for a < 1, f(a x)/a against f(x) for a > 1, exact
+      divisions): <= K(2n eta), forward and every checked gradient.
+    - a = 0.75, 3*2^-6 or 3*2^-21 (forward only): fl(a x) = a x (1 + d), |d| <= u, moves f by
+      at most u a S (the Jacobian part of S; for a selection, u a |y|); each side within its
+      own bound, a f(x) in float64 rounding once more: <= K(gamma(2n+2) a S + (2n+2) eta),
+      with S the case's S (|y| for a selection) and n its n.
 
     Precondition: every nonzero finite |x| and a|x| at least the smallest normal number (a
     subnormal does not scale exactly); otherwise skipped."""
@@ -217,42 +219,44 @@ def homogeneity(run: Run) -> None:
     info = np.finfo(dt)
     lin = {k: (None if k in spec.adjoint_drop else v) for k, v in run.inputs.items()}
     rng = core.rng_for(run.case, 78)
-    a2, a3 = float(rng.choice(POW2)), float(rng.choice(ODD))
+    small, large, odd = (float(rng.choice(v)) for v in (SMALL, LARGE, ODD))
     fin = np.abs(x[np.isfinite(x)]).astype(np.float64)
     nz = fin[fin > 0]
     S_h = np.abs(run.ref.forward.value) if spec.method == "selection" else np.asarray(run.ref.forward.S)
     S_h = np.nan_to_num(np.asarray(S_h, np.float64), nan=np.inf)
     top = max(float(fin.max()) if fin.size else 0.0, float(np.max(S_h[np.isfinite(S_h)], initial=0.0)))
-    if a2 > 1 and top * a2 > float(info.max) / 4:
-        a2 = 1 / a2
-    if nz.size and float(nz.min()) * min(a2, a3) < float(info.tiny):
+    powers = [small] + ([large] if top * large <= float(info.max) / 4 else [])
+    if nz.size and float(nz.min()) * min(small, odd) < float(info.tiny):
         run.rec.skipped(run.impl, "homogeneity", f"x holds values that are or become subnormal when scaled by "
-                        f"{min(a2, a3):.3g} (a subnormal does not scale exactly)")  # fmt: skip
+                        f"{min(small, odd):.3g} (a subnormal does not scale exactly)")  # fmt: skip
         return
     y0, ctx0 = run.forward(lin)
-    y2, ctx2 = run.forward({**lin, "x": np.asarray(x * a2, dtype=dt)})
-    y3, _ = run.forward({**lin, "x": np.asarray(x * a3, dtype=dt)})
+    g0 = run.backward(run.g_dt, ctx0) if run.grads() else ()
     n_f = np.asarray(run.ref.forward.n, np.float64)
 
-    def scaled(big: Any, small: Any, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    def scaled(a: float, big: Any, small: Any, degree: int) -> tuple[np.ndarray, np.ndarray]:
         """(got, expected) at the smaller scale: f(a x) vs a^degree f(x)."""
         b, s = np.asarray(big, np.float64), np.asarray(small, np.float64)
-        f = a2**degree
+        f = a**degree
         return (b, s * f) if f <= 1 else (b / f, s)
 
-    pairs: list[Pair] = [("forward, power-of-two a", *scaled(y2, y0, 1), 2 * n_f, 0.0)]
-    pairs.append(("forward, a not a power of two", y3, np.asarray(y0, np.float64) * a3, 2 * n_f + 2, a3 * S_h))
-    if run.grads():
-        g0, g2 = run.backward(run.g_dt, ctx0), run.backward(run.g_dt, ctx2)
+    pairs: list[Pair] = []
+    for a in powers:
+        ya, ctxa = run.forward({**lin, "x": np.asarray(x * a, dtype=dt)})
+        pairs.append((f"forward, a = {a:g}", *scaled(a, ya, y0, 1), 2 * n_f, 0.0))
+        ga = run.backward(run.g_dt, ctxa) if run.grads() else ()
         for j, k, e in run.grads():
-            if g0[j] is None or g2[j] is None or lin.get(k, 0) is None:
+            if g0[j] is None or ga[j] is None or lin.get(k, 0) is None:
                 continue
-            pairs.append(
-                (f"grad of {k}, power-of-two a", *scaled(g2[j], g0[j], 0 if k == "x" else 1), 2 * np.asarray(e.n), 0.0)
-            )
+            got, exp = scaled(a, ga[j], g0[j], 0 if k == "x" else 1)
+            pairs.append((f"grad of {k}, a = {a:g}", got, exp, 2 * np.asarray(e.n), 0.0))
+    y3, _ = run.forward({**lin, "x": np.asarray(x * odd, dtype=dt)})
+    pairs.append((f"forward, a = {odd:g}", y3, np.asarray(y0, np.float64) * odd, 2 * n_f + 2, odd * S_h))
     dropped = [k for k in spec.adjoint_drop if run.inputs.get(k) is not None]
-    setting = f"power-of-two a = {a2:g}, a = {a3:g}" + (f", {', '.join(dropped)} dropped" if dropped else "")
-    bound = "power of two: K*2n*eta (exact but for underflow); otherwise K*(gamma(2n+2)*a*S + (2n+2)*eta)"
+    setting = f"a = {', '.join(f'{a:g}' for a in [*powers, odd])}" + (
+        f"; {', '.join(dropped)} dropped" if dropped else ""
+    )
+    bound = "a power of two: K*2n*eta (exact but for underflow); otherwise K*(gamma(2n+2)*a*S + (2n+2)*eta)"
     _record(run, "homogeneity", setting, bound, pairs)
 
 
