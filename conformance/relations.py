@@ -295,7 +295,7 @@ def _interior(size: int, out: int, k: int, s: int, p: int, d: int, transposed: b
 
 def translation(run: Run) -> None:
     """``translation``: x embedded in a larger canvas of random values (same scale), at an
-    offset of q whole strides per axis (q in 3..6, and 3..6 more strides after it), gives the
+    offset of q whole strides per axis (q in 2..4, and 2..4 more strides after it), gives the
     outputs of x shifted by q (transposed: x shifted by q gives outputs shifted by q*s) at every
     output whose inputs lie inside x (no padding, no edge). Gradients: with the upstream
     gradient zero outside those outputs, the canvas's input gradient over x's region and every
@@ -320,7 +320,7 @@ def translation(run: Run) -> None:
         )
         return
     rng = core.rng_for(run.case, 79)
-    q, e = rng.integers(3, 7, 2), rng.integers(3, 7, 2)
+    q, e = rng.integers(2, 5, 2), rng.integers(2, 5, 2)
     step_in = [1 if transposed else axes[i][1] for i in range(2)]  # input shift per unit of q
     step_out = [axes[i][1] if transposed else 1 for i in range(2)]  # output shift per unit of q
     off_in = [int(q[i] * step_in[i]) for i in range(2)]
