@@ -338,6 +338,56 @@ def ce_plain_path_overflow(base: kernels.Kernel) -> Any:
     return forward, bwd
 
 
+# ---- caught by the metamorphic relations (conformance/relations.py) ----------------------------
+def _half_max_shift(x: Any, axis: int) -> Any:
+    """x minus its row max taken in float16 (a bandwidth saving): inf once a row passes 65504."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = x.astype(np.float16).max(axis=axis, keepdims=True).astype(x.dtype)
+        return np.asarray(x - m, dtype=x.dtype)
+
+
+def softmax_half_max(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, *, dim: int) -> Any:
+        return fwd(_half_max_shift(x, dim) if x.ndim else x, dim=dim)
+
+    return forward, bwd
+
+
+def ce_half_max(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(logits: Any, target: Any, weight: Any, **cfg: Any) -> Any:
+        return fwd(_half_max_shift(logits, 0 if logits.ndim == 1 else 1), target, weight, **cfg)
+
+    return forward, bwd
+
+
+def relu_flush_small(base: kernels.Kernel) -> Any:
+    def forward(x: Any) -> Any:
+        keep = x > x.dtype.type(1e-4)  # activations below 1e-4 flushed to zero: not homogeneous
+        return np.where(keep, x, 0).astype(x.dtype), keep
+
+    def backward(gy: Any, keep: Any) -> Any:
+        return (np.where(keep, gy, 0).astype(gy.dtype),)
+
+    return forward, backward
+
+
+def conv_row_tiles(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, weight: Any, bias: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, weight, bias, **cfg)
+        if y.shape[2] > 5:  # output rows in tiles of 4; later tiles read one stride too low
+            y = y.copy()
+            y[:, :, 4:-1] = y[:, :, 5:]
+        return y, ctx
+
+    return forward, bwd
+
+
 MUTANTS = [
     Mutant("conv_stride_edge", "conv2d", "last output row zeroed when the stride exceeds the kernel", conv_stride_edge),
     Mutant("conv_groups", "conv2d", "groups > 1 use the next group's filters", conv_groups),
@@ -361,6 +411,10 @@ MUTANTS = [
     Mutant("maxpool_skips_nan", "max_pool2d", "nan skipped (fmax) instead of propagated", maxpool_skips_nan),
     Mutant("linear_chunk_drops_tail", "linear", "grad_weight drops the last partial chunk of 16 batch items", linear_chunk_drops_tail),
     Mutant("ce_plain_path_overflow", "cross_entropy", "no max subtracted on the plain path (no weight, mean, no smoothing): 1e4 logits overflow", ce_plain_path_overflow),
+    Mutant("softmax_half_max", "softmax", "row max taken in float16: logits past 65504 give inf - inf (shift_invariance)", softmax_half_max),
+    Mutant("ce_half_max", "cross_entropy", "row max taken in float16: logits past 65504 give inf - inf (shift_invariance)", ce_half_max),
+    Mutant("relu_flush_small", "relu", "activations below 1e-4 flushed to zero: not homogeneous (homogeneity)", relu_flush_small),
+    Mutant("conv_row_tiles", "conv2d", "output rows past the first tile of 4 read one stride too low (translation)", conv_row_tiles),
 ]  # fmt: skip
 
 

@@ -52,10 +52,10 @@ def test_items_ids_and_xdist(tmp_path):
     r = _pytest(tmp_path, "--refcnn-plugin", "mine.py", "--collect-only", "-q")
     ids = sorted(re.findall(r"::([^:\s]+)$", r.stdout, re.M))
     expected = [f"linear-mine-{dt}-{c}" for dt in ("float32", "float64")
-                for c in ("rejects", "forward", "caller_arrays", "grad_input", "grad_weight", "grad_bias", "adjoint", "batch_items")]  # fmt: skip
+                for c in ("rejects", "forward", "caller_arrays", "grad_input", "grad_weight", "grad_bias", "adjoint", "batch_items", "homogeneity")]  # fmt: skip
     assert ids == sorted([*expected, "linear-mine-float64-finite_difference"]), r.stdout + r.stderr
     r = _pytest(tmp_path, "--refcnn-plugin", "mine.py", "-n", "2", "-v")
-    assert r.returncode == 0 and "17 passed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "19 passed" in r.stdout, r.stdout + r.stderr
     workers: dict[str, set[str]] = {}
     for gw, group in re.findall(r"\[(gw\d)\].*::(linear-mine-float\d\d)::", r.stdout):
         workers.setdefault(group, set()).add(gw)

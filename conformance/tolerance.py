@@ -166,6 +166,24 @@ OPTIM_TEXT = (
 )
 
 
+RELATIONS_TEXT = (
+    "Metamorphic relations (conformance/relations.py; no reference value, the kernel run twice, bound from "
+    "the case's own n and S): shift_invariance (softmax, log_softmax, cross_entropy; x + c per row along the "
+    "normalised dim, |c| = 1e3..1e4 x the row's max |x|): |f(fl(x+c)) - f(x)| <= K*(gamma(2n+1)*(S(x) + S(x+c)) "
+    "+ (2n+1)*eta), each side within its own bound and the rounding of x + c moving the exact result by at most "
+    "gamma(1)*S(x+c), S(x+c) computed at the shifted input as S(x) is; same form for the input gradient. "
+    "homogeneity (conv, linear with the bias dropped, pooling, relu, leaky_relu; per case a power of two "
+    "below 1 and one above, 2^-20..2^20, and a = 3*2^-k): a power of two a commutes "
+    "with every rounding but underflow, so f(a x) and a f(x), compared at the smaller scale, differ by at most "
+    "K*2n*eta (forward, and every gradient: degree 0 for x, 1 for a weight); a = 3*2^-k: fl(a x) moves f by "
+    "at most u*a*S (u*a*|y| for a selection), <= K*(gamma(2n+2)*a*S + (2n+2)*eta); skipped where x or a x holds "
+    "a subnormal. translation (conv2d, conv_transpose2d, max/avg pooling, any stride): x embedded in a larger "
+    "random canvas at whole strides gives the same outputs away from the borders, and with the upstream "
+    "gradient zero elsewhere the same input and parameter gradients: the same terms summed in another order, "
+    "<= K*(gamma(2n)*S + 2n*eta) (a selection: exact)."
+)
+
+
 def policy_text() -> str:
     """The whole policy as printed in every report (JSON ``tolerance_policy``, Markdown)."""
     lines = [
@@ -180,6 +198,7 @@ def policy_text() -> str:
         "adjoint: |<op(x), g> - <x, op^T(g)>| <= K*gamma(n, eps)*S with S = <op(|x|), |g|>, "
         "n = max reduction length + number of elements summed in the inner product.",
         OPTIM_TEXT,
+        RELATIONS_TEXT,
         "Table of the mixed-method counts (op: check n = formula, why):",
     ]
     lines.append("Table T of the cancellation terms added to S (mixed method):")

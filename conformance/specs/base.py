@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from refcnn import kernels, testing
 
-from .. import core, layouts, tolerance
+from .. import core, layouts, relations, tolerance
 from ..strategies import make_upstream
 
 
@@ -155,7 +155,7 @@ class OpSpec(Spec):
             names.append("finite_difference")
         if type(self).batched is not OpSpec.batched:
             names.append("batch_items")
-        return names
+        return names + relations.names(self.op)
 
     def call(self, kernel: kernels.Kernel, inputs: dict[str, Any], built: Built) -> tuple[Any, Any]:
         return kernel.forward(*inputs.values(), **built.config)
@@ -304,6 +304,7 @@ class OpSpec(Spec):
                 rec.unsupported(impl, ["batch_items"], f"NotImplementedError: {exc}")
         elif "batch_items" in self.checks(dtype):
             rec.skipped(impl, "batch_items", "not applicable to this case: a batch of one, or no batch axis")
+        relations.check(relations.Run(self, case, built, dtype, impl, kernel, inputs, upcast, diff, g_dt, ref, rec))
         if self.linear:
             try:
                 self.check_adjoint(case, built, inputs, upcast, g, dtype, impl, kernel, rec)
