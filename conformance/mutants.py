@@ -321,6 +321,20 @@ def linear_chunk_drops_tail(base: kernels.Kernel) -> Any:
     return fwd, backward
 
 
+def conv_chunk_drops_tail(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def backward(gy: Any, ctx: Any, **kw: Any) -> Any:
+        gx, gw, gb = bwd(gy, ctx, **kw)
+        if gy.shape[0] > 16:  # chunks of 16 images: the last partial one not added to gw
+            kept = np.array(gy, copy=True)
+            kept[16 * (gy.shape[0] // 16) :] = 0
+            _, gw, _ = bwd(kept, ctx, **kw)
+        return gx, gw, gb
+
+    return fwd, backward
+
+
 def ce_plain_path_overflow(base: kernels.Kernel) -> Any:
     fwd, bwd = _fb(base)
 
@@ -361,6 +375,7 @@ MUTANTS = [
     Mutant("maxpool_skips_nan", "max_pool2d", "nan skipped (fmax) instead of propagated", maxpool_skips_nan),
     Mutant("linear_chunk_drops_tail", "linear", "grad_weight drops the last partial chunk of 16 batch items", linear_chunk_drops_tail),
     Mutant("ce_plain_path_overflow", "cross_entropy", "no max subtracted on the plain path (no weight, mean, no smoothing): 1e4 logits overflow", ce_plain_path_overflow),
+    Mutant("conv_chunk_drops_tail", "conv2d", "fast grad_weight drops the last partial chunk of 16 images", conv_chunk_drops_tail, base="fast"),
 ]  # fmt: skip
 
 
