@@ -164,3 +164,16 @@ def test_pointwise_losses_over_a_million_elements(op: str) -> None:
     per = float(F32(0.1)) ** 2 if op == "mse_loss" else float(F32(0.1))
     exact = np.asarray(1_000_000 * per)
     _assert_sum_close(y, exact, exact, f"{op} sum of 1e6 elements")
+
+
+@pytest.mark.parametrize("rows", [1_000_000, 1_000_003], ids=["blocks", "blocks-and-tail"])
+def test_linear_fast_weight_gradient_sums_a_million_rows(rows: int) -> None:
+    # gw = gy.T @ x sums M rows: one BLAS product adds them in a running float32 sum
+    x = _tenth((rows, 2))
+    k = kernels.get("linear", "fast")
+    _, ctx = k.forward(x, np.ones((3, 2), F32), np.zeros(3, F32))
+    _, gw, gb = k.backward(_tenth((rows, 3)), ctx)
+    exact = np.full((3, 2), rows * float(F32(0.1)) ** 2)
+    _assert_sum_close(gw, exact, exact, f"linear fast grad_weight over {rows} rows")
+    exact_b = np.full(3, _exact_tenths(rows))
+    _assert_sum_close(gb, exact_b, exact_b, f"linear fast grad_bias over {rows} rows")
