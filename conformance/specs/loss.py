@@ -68,6 +68,8 @@ class ClassLossSpec(OpSpec):
             {**base, "N": 1, "C": 2, "ignore_index": 0, "weight": False, "seed": 3, "force_target": 0},
             # unbatched (C,) logits with a () target, sum reduction
             {**base, "layout": "C", "reduction": "sum", "seed": 4},
+            # the plain path (no weight, mean, no smoothing) with logits of 1e4
+            {**base, "scale": 1e4, "weight": False, "ignore_index": -100, "seed": 9},
             # 648 rows summed, with the weighted mean's divisor
             {**base, "N": 648, "C": 2, "d": 1, "ignore_index": -100, "seed": 8},
             # (N, C, d) layout, no reduction

@@ -70,7 +70,7 @@ def norm_terms(
 
 # The normalisations' long sums, drawn in a few cases only: the mixed method's reference
 # Jacobian costs the square of the input's size (a plane of 33x34 is about 0.2 s).
-LONG = st.sampled_from(["small"] * 29 + ["batch", "plane"])
+LONG = st.sampled_from(["small"] * 38 + ["batch", "plane"])
 
 
 @st.composite
@@ -192,13 +192,15 @@ def _gn_cases(draw: Any) -> dict[str, Any]:
     G = draw(st.integers(1, 3))
     per = draw(st.integers(1, 3))
     size = draw(LONG)
-    if size == "plane":  # one group of two channels over a 24x24 plane: 1,152 values per set
+    if size == "plane":  # one sample, one group of two channels over a 24x24 plane: 1,152 values
         G, per = 1, 2
     return {
-        "N": 20 if size == "batch" else draw(st.integers(1, 3)),
+        "N": {"batch": 20, "plane": 1}.get(size) or draw(st.integers(1, 3)),
         "C": G * per + draw(st.sampled_from([0] * 9 + [1])),  # C not divisible by the groups: rejected
         "num_groups": G,
-        "spatial": [24, 24] if size == "plane" else draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)),
+        "spatial": {"batch": [], "plane": [24, 24]}.get(size, None)
+        if size != "small"
+        else draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)),
         "affine": draw(st.booleans()),
         "eps": draw(st.sampled_from([1e-5, 0.1])),
         "scale": draw(st.sampled_from([1.0, 10.0])),
@@ -247,8 +249,8 @@ class GroupNormSpec(OpSpec):
 @st.composite
 def _ln_cases(draw: Any) -> dict[str, Any]:
     shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
-    size = draw(LONG)  # 20 rows into the parameters' gradients, or a 33x34 plane per set
-    shape = {"batch": [20, shape[-1]], "plane": [1, 33, 34]}.get(size, shape)
+    size = draw(LONG)  # 20 rows into the parameters' gradients, or a 24x24 plane per set (its
+    shape = {"batch": [20, shape[-1]], "plane": [1, 24, 24]}.get(size, shape)  # weight is as large)
     k = draw(st.integers(1, len(shape)))
     normalized = shape[-k:]
     if draw(st.sampled_from([False] * 9 + [True])):  # does not match x's trailing dims: rejected
