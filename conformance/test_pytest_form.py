@@ -57,7 +57,7 @@ def test_items_ids_and_xdist(tmp_path):
         r.stdout + r.stderr
     )
     r = _pytest(tmp_path, "--refcnn-plugin", "mine.py", "-n", "2", "-v")
-    assert r.returncode == 0 and "17 passed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "18 passed" in r.stdout, r.stdout + r.stderr
     workers: dict[str, set[str]] = {}
     for gw, group in re.findall(r"\[(gw\d)\].*::(linear-mine-float\d\d)::", r.stdout):
         workers.setdefault(group, set()).add(gw)
