@@ -34,7 +34,8 @@ def test_vjp_direction_catches_a_chunk_mutant_where_fd_does_not_run(name: str) -
     tallies = {t.check: t for t in rec.tallies.values()}
     assert "finite_difference" not in tallies, "the case is meant to be too large for element-wise differences"
     assert tallies["vjp_direction"].failed == 1, {c: (t.failed, t.failure) for c, t in tallies.items()}
-    assert "directional derivative" in tallies["vjp_direction"].failure["detail"]
+    failure = tallies["vjp_direction"].failure
+    assert failure is not None and "directional derivative" in failure["detail"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
