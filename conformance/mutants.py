@@ -321,6 +321,20 @@ def linear_chunk_drops_tail(base: kernels.Kernel) -> Any:
     return fwd, backward
 
 
+def conv_chunk_drops_tail(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def backward(gy: Any, ctx: Any, **kw: Any) -> Any:
+        gx, gw, gb = bwd(gy, ctx, **kw)
+        if gy.shape[0] > 16:  # chunks of 16 images: the last partial one not added to gw
+            kept = np.array(gy, copy=True)
+            kept[16 * (gy.shape[0] // 16) :] = 0
+            _, gw, _ = bwd(kept, ctx, **kw)
+        return gx, gw, gb
+
+    return fwd, backward
+
+
 def ce_plain_path_overflow(base: kernels.Kernel) -> Any:
     fwd, bwd = _fb(base)
 
@@ -415,6 +429,7 @@ MUTANTS = [
     Mutant("ce_half_max", "cross_entropy", "row max taken in float16: logits past 65504 give inf - inf (shift_invariance)", ce_half_max),
     Mutant("relu_flush_small", "relu", "activations below 1e-4 flushed to zero: not homogeneous (homogeneity)", relu_flush_small),
     Mutant("conv_row_tiles", "conv2d", "output rows past the first tile of 4 read one stride too low (translation)", conv_row_tiles),
+    Mutant("conv_chunk_drops_tail", "conv2d", "fast grad_weight drops the last partial chunk of 16 images", conv_chunk_drops_tail, base="fast"),
 ]  # fmt: skip
 
 

@@ -405,4 +405,4 @@ def test_the_fixed_layers_pass(op: str, dtype: str) -> None:
     rows = _applicable(op, "notebook_fixed", _run(op, dtype, "notebook_fixed"))
     bad = {c: (t.failed, t.failure and t.failure["detail"]) for c, t in rows.items() if not t.passed}
     assert not bad, bad
-    assert min(_supported(t) for c, t in rows.items() if c != "finite_difference") >= 10
+    assert min(_supported(t) for c, t in rows.items() if c not in ("finite_difference", "vjp_direction")) >= 10

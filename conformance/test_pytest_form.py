@@ -53,9 +53,11 @@ def test_items_ids_and_xdist(tmp_path):
     ids = sorted(re.findall(r"::([^:\s]+)$", r.stdout, re.M))
     expected = [f"linear-mine-{dt}-{c}" for dt in ("float32", "float64")
                 for c in ("rejects", "forward", "caller_arrays", "grad_input", "grad_weight", "grad_bias", "adjoint", "batch_items", "homogeneity")]  # fmt: skip
-    assert ids == sorted([*expected, "linear-mine-float64-finite_difference"]), r.stdout + r.stderr
+    assert ids == sorted([*expected, "linear-mine-float64-finite_difference", "linear-mine-float64-vjp_direction"]), (
+        r.stdout + r.stderr
+    )
     r = _pytest(tmp_path, "--refcnn-plugin", "mine.py", "-n", "2", "-v")
-    assert r.returncode == 0 and "19 passed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "20 passed" in r.stdout, r.stdout + r.stderr
     workers: dict[str, set[str]] = {}
     for gw, group in re.findall(r"\[(gw\d)\].*::(linear-mine-float\d\d)::", r.stdout):
         workers.setdefault(group, set()).add(gw)
@@ -86,4 +88,4 @@ def test_every_check_a_spec_records_has_an_item(name):
     res = run_task(name, "float64", [impl], "ci", 0, max_examples=4, extend=False)
     declared = {"rejects", *spec.checks("float64")}
     assert {t.check for t in res.tallies} <= declared
-    assert set(spec.checks("float32")) == set(spec.checks("float64")) - {"finite_difference"}
+    assert set(spec.checks("float32")) == set(spec.checks("float64")) - {"finite_difference", "vjp_direction"}

@@ -160,6 +160,20 @@ TERMS_TEXT = {
     "rstd*(|gw| + mean|gw| + xa*mean(|gw|*xa)), gw = g*w; grad_weight sum |g|*xa (evaluation: running mean for mean|x|)",
 }
 
+# The random-direction VJP check (float64, on cases too large for element-wise differences).
+VJP_STEP = 1e-6
+VJP_POLICY = (
+    "vjp_direction (float64, on cases past the element-wise finite differences' size): F(t) = "
+    "<g, op(theta + t*v)> over every differentiated input at once, v normal with unit norm per input; "
+    f"D(h) = (F(h) - F(-h))/(2h), h = {VJP_STEP:g}, against <grad, v> (the backward's gradients); "
+    "|D(h) - <grad, v>| <= K*((R + eps*sum|grad*theta|)/h + |D(2h) - D(h)|/3 + gamma(m, eps)*sum|grad*v|): "
+    "R bounds one evaluation's rounding (each output within the forward's own bound, n and S as for forward, "
+    "then gamma(size of y)*sum|g*y| for the inner product), eps*sum|grad*theta| the rounding of theta + t*v, "
+    "|D(2h) - D(h)|/3 the truncation h**2*F3/6 (F3 the third derivative along v) estimated by Richardson "
+    "(D(2h) - D(h) = 3*h**2*F3/6 + O(h**4)), the last term the m products of <grad, v>. "
+    "No derivative at a kink: cases marked as at kinks or ties are not checked."
+)
+
 OPTIM_TEXT = (
     "optimizers: n = 16*steps, S = sum over the steps so far of (|p_s| + |p_(s+1)| + |p_(s+1) - p_s|) on PyTorch's float64 trajectory; "
     "schedulers: n = 4*epochs + L + 4, S = max(|lr_t|, base lr)."
@@ -189,6 +203,7 @@ def policy_text() -> str:
     lines = [
         testing.POLICY,
         testing.FD_POLICY,
+        VJP_POLICY,
         "Methods (conformance/tolerance.py): higham = sums of products, S = op(|inputs|), n = op(ones); "
         "selection = forward exact, gradient n/S = autograd with ones/|g| at the same x; "
         "mixed = S_i = |y_i| + sum_j |dy_i/da_j|*|a_j| over every float input (Jacobian by PyTorch, float64), "

@@ -575,3 +575,15 @@ def test_same_with_even_kernel_keeps_every_size():
 def test_padding_larger_than_the_mode_allows_is_rejected(mode, padding, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         nn.Conv2d(1, 1, 1, padding=padding, padding_mode=mode)(np.ones((1, 1, 3, 4), np.float32))
+
+
+def test_fast_bias_gradient_where_padding_reaches_the_next_image() -> None:
+    # padding >= kernel: an image's last output columns share the wide layout's column with the
+    # next image's first, so a bias gradient summed from gy's rows lost one of the two (N = 17)
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((17, 2, 1, 1)), rng.standard_normal((1, 2, 1, 1)), rng.standard_normal(1)
+    cfg = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "groups": 1}
+    _, ctx = kernels.get("conv2d", "fast").forward(x, w, b, **cfg)
+    gy = rng.standard_normal((17, 1, 3, 3))
+    gb = kernels.get("conv2d", "fast").backward(gy, ctx)[2]
+    np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), rtol=1e-12, err_msg="conv2d fast grad_bias, N=17, padding 1")

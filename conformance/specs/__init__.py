@@ -10,7 +10,19 @@ import importlib
 
 from .base import OpSpec, Spec
 
-FAMILIES = ["linear", "conv", "pool", "activation", "loss", "normalization", "dropout", "modules", "optim", "data", "chains"]
+FAMILIES = [
+    "linear",
+    "conv",
+    "pool",
+    "activation",
+    "loss",
+    "normalization",
+    "dropout",
+    "modules",
+    "optim",
+    "data",
+    "chains",
+]
 
 _specs: dict[str, Spec] | None = None
 load_errors: dict[str, str] = {}

@@ -167,6 +167,8 @@ def _example_config(op: str) -> dict[str, Any]:
 @st.composite
 def _softmax_cases(draw: Any) -> dict[str, Any]:
     shape = draw(st.lists(st.integers(1, 6), min_size=0, max_size=3))
+    if draw(st.sampled_from([False] * 24 + [True])):  # a dim of 700: a long sum, along a strided axis or not
+        shape = draw(st.sampled_from([[700, 2], [2, 700], [2, 350, 2]]))
     nd = max(len(shape), 1)
     return {
         "shape": shape,
@@ -190,6 +192,8 @@ class SoftmaxSpec(OpSpec):
             # a dim of size 1 and a 0-D input
             {"shape": [4, 1], "dim": 1, "scale": 10.0, "seed": 3},
             {"shape": [], "dim": 0, "scale": 1.0, "seed": 4},
+            # 700 terms summed along a strided axis (dim 0 of a 2-D array)
+            {"shape": [700, 2], "dim": 0, "scale": 1.0, "seed": 5},
         ]
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:

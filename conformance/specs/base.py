@@ -152,7 +152,7 @@ class OpSpec(Spec):
         if self.linear:
             names.append("adjoint")
         if dtype == "float64":
-            names.append("finite_difference")
+            names += ["finite_difference", "vjp_direction"]
         if type(self).batched is not OpSpec.batched:
             names.append("batch_items")
         return names + relations.names(self.op)
@@ -315,6 +315,11 @@ class OpSpec(Spec):
                 self.check_fd(built, inputs, g, kernel, impl, rec)
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["finite_difference"], f"NotImplementedError: {exc}")
+        elif dtype == "float64" and not built.extra.get("no_fd") and not self.fd_allowed(built, upcast):
+            try:  # too large for element-wise differences: one random direction (JAX's check_grads)
+                core.check_vjp(self, built, inputs, g, ref, kernel, impl, rec, core.rng_for(case, 97))
+            except NotImplementedError as exc:
+                rec.unsupported(impl, ["vjp_direction"], f"NotImplementedError: {exc}")
 
     @staticmethod
     def record_caller_arrays(rec: core.Recorder, impl: str, written: list[str], calls: str) -> None:

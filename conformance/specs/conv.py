@@ -27,15 +27,34 @@ def _channels(draw: Any) -> dict[str, Any]:
     }
 
 
+# Sizes where kernels chunk and long sums accumulate, drawn as their own class in a few cases:
+# a batch past 16 ("batch"), or one channel's plane past 32x32 ("plane"; one channel keeps the
+# reference kernels' loops cheap). The rest stay small.
+SIZE_CLASS = st.sampled_from(["small"] * 14 + ["batch", "plane"])
+
+
+@st.composite
+def _plane_axis(draw: Any, max_stride: int = 2) -> dict[str, int]:
+    """One axis of a plane past 32: kernel 1-5, stride 1-2, padding up to half the kernel."""
+    k = draw(st.integers(1, 5))
+    return {"k": k, "s": draw(st.integers(1, max_stride)), "d": 1, "p": draw(st.integers(0, k // 2)),
+            "size": draw(st.integers(33, 40))}  # fmt: skip
+
+
 @st.composite
 def _conv2d_cases(draw: Any) -> dict[str, Any]:
     ch = draw(_channels())
+    size = draw(SIZE_CLASS)
     h = draw(spatial_axis(max_kernel=4, max_stride=3, max_dilation=2))
     w = draw(spatial_axis(max_kernel=4, max_stride=3, max_dilation=2))
+    if size == "plane":
+        ch = {"groups": 1, "depthwise": False, "C_in": 1, "C_out": draw(st.integers(1, 2))}
+        h, w = draw(_plane_axis()), draw(_plane_axis())
     return {
         # the fast kernel takes a batch in chunks of at most 3/4 of its im2col matrix: batches
-        # of 2 and 3 run in several chunks
-        "N": draw(st.integers(1, 3)), **ch, "H": h["size"], "W": w["size"],
+        # of 2 and 3 run in several chunks, a batch past 16 in chunks of several images
+        "N": draw(st.sampled_from([17, 20])) if size == "batch" else draw(st.integers(1, 3)),
+        **ch, "H": h["size"], "W": w["size"],
         "kernel_size": [h["k"], w["k"]], "stride": [h["s"], w["s"]], "padding": [h["p"], w["p"]],
         "dilation": [h["d"], w["d"]], "bias": draw(st.booleans()), "seed": draw(seeds),
     }  # fmt: skip
@@ -75,6 +94,11 @@ class Conv2dSpec(_ConvBase):
         # groups=2, batch of one, single output channel per group
         {"N": 1, "groups": 2, "depthwise": False, "C_in": 4, "C_out": 2, "H": 5, "W": 4, "kernel_size": [3, 2],
          "stride": [1, 2], "padding": [1, 1], "dilation": [1, 2], "bias": True, "seed": 3},
+        # a batch past 16 (the fast kernel's chunks of several images) and a plane past 32x32
+        {"N": 17, "groups": 1, "depthwise": False, "C_in": 2, "C_out": 3, "H": 6, "W": 5, "kernel_size": [3, 2],
+         "stride": [2, 1], "padding": [1, 0], "dilation": [1, 1], "bias": True, "seed": 5},
+        {"N": 2, "groups": 1, "depthwise": False, "C_in": 1, "C_out": 2, "H": 36, "W": 38, "kernel_size": [3, 5],
+         "stride": [2, 1], "padding": [1, 2], "dilation": [1, 1], "bias": True, "seed": 6},
         # the kernel one row larger than the padded input: rejected
         {"N": 1, "groups": 1, "depthwise": False, "C_in": 1, "C_out": 1, "H": 2, "W": 4, "kernel_size": [3, 3],
          "stride": [1, 1], "padding": [0, 0], "dilation": [1, 1], "bias": True, "seed": 4},
@@ -109,8 +133,14 @@ def _transpose_cases(draw: Any) -> dict[str, Any]:
         op = draw(st.sampled_from([0, 0, max(s, d) - 1, max(s, d)]))  # max(s, d): rejected
         axes.append({"k": k, "s": s, "d": d, "size": size, "p": p, "op": op})
     h, w = axes
+    size_class = draw(SIZE_CLASS)
+    if size_class == "plane":  # an output plane past 32x32: input 17-20 at stride 2
+        ch = {"groups": 1, "depthwise": False, "C_in": 1, "C_out": draw(st.integers(1, 2))}
+        h, w = ({"k": draw(st.integers(1, 4)), "s": 2, "d": 1, "size": draw(st.integers(17, 20)),
+                 "p": draw(st.integers(0, 1)), "op": draw(st.integers(0, 1))} for _ in range(2))  # fmt: skip
     return {
-        "N": draw(st.integers(1, 3)), **ch, "H": h["size"], "W": w["size"],  # 2-3: in chunks, as conv2d's
+        "N": draw(st.sampled_from([17, 20])) if size_class == "batch" else draw(st.integers(1, 3)),  # 2-3: in chunks
+        **ch, "H": h["size"], "W": w["size"],
         "kernel_size": [h["k"], w["k"]], "stride": [h["s"], w["s"]], "padding": [h["p"], w["p"]],
         "output_padding": [h["op"], w["op"]], "dilation": [h["d"], w["d"]], "bias": draw(st.booleans()),
         "seed": draw(seeds),
@@ -124,6 +154,11 @@ class ConvTranspose2dSpec(_ConvBase):
         # output_padding below the stride, groups, asymmetric
         {"N": 1, "groups": 2, "depthwise": False, "C_in": 2, "C_out": 4, "H": 3, "W": 2, "kernel_size": [3, 2],
          "stride": [2, 3], "padding": [1, 0], "output_padding": [1, 2], "dilation": [1, 1], "bias": True, "seed": 1},
+        # a batch past 16, and an output plane past 32x32
+        {"N": 17, "groups": 1, "depthwise": False, "C_in": 2, "C_out": 2, "H": 3, "W": 4, "kernel_size": [3, 2],
+         "stride": [2, 1], "padding": [1, 0], "output_padding": [1, 0], "dilation": [1, 1], "bias": True, "seed": 3},
+        {"N": 2, "groups": 1, "depthwise": False, "C_in": 1, "C_out": 2, "H": 18, "W": 17, "kernel_size": [3, 4],
+         "stride": [2, 2], "padding": [1, 0], "output_padding": [1, 0], "dilation": [1, 1], "bias": False, "seed": 4},
         # output_padding below the dilation though not the stride
         {"N": 2, "groups": 1, "depthwise": False, "C_in": 1, "C_out": 2, "H": 2, "W": 3, "kernel_size": [2, 2],
          "stride": [1, 1], "padding": [0, 1], "output_padding": [1, 0], "dilation": [2, 1], "bias": False, "seed": 2},

@@ -17,7 +17,7 @@ from .base import Built, OpSpec
 def _linear_cases(draw: Any) -> dict[str, Any]:
     lead = draw(st.lists(st.integers(1, 4), min_size=0, max_size=2))
     if lead and draw(st.sampled_from([False] * 5 + [True])):  # a batch past 16: where kernels chunk
-        lead[0] = draw(st.sampled_from([17, 40]))
+        lead[0] = draw(st.sampled_from([17, 40, 40, 300]))  # 300: sums of gw and gb over many rows
     fin = draw(st.integers(1, 6))
     fout = draw(st.integers(1, 5))
     case = {"lead": lead, "in": fin, "out": fout, "bias": draw(st.booleans()), "seed": draw(seeds)}
@@ -38,6 +38,9 @@ class LinearSpec(OpSpec):
         {"lead": [], "in": 3, "out": 2, "bias": True, "x_in": 3, "bias_len": 2, "seed": 1},
         # batch of one, one feature in and out
         {"lead": [1], "in": 1, "out": 1, "bias": False, "x_in": 1, "bias_len": 1, "seed": 2},
+        # a batch past 16 (chunked kernels), and 300 rows summed into grad_weight and grad_bias
+        {"lead": [17], "in": 6, "out": 5, "bias": True, "x_in": 6, "bias_len": 5, "seed": 4},
+        {"lead": [300], "in": 6, "out": 5, "bias": True, "x_in": 6, "bias_len": 5, "seed": 5},
         # two leading dims, mismatched features: rejected
         {"lead": [2, 3], "in": 4, "out": 5, "bias": True, "x_in": 5, "bias_len": 5, "seed": 3},
     ]

@@ -15,6 +15,9 @@ from ..strategies import make_normal, seeds
 from .base import Built, OpSpec
 
 REDUCTIONS = ["mean", "mean", "sum", "none", "max"]  # "max": invalid
+# Long sums, in a few cases only: the mixed method's reference Jacobian costs the square of
+# the input's size (1,296 values: about 0.2 s).
+LONG = st.sampled_from([False] * 39 + [True])
 
 
 @st.composite
@@ -33,6 +36,9 @@ def _class_cases(draw: Any, op: str) -> dict[str, Any]:
         "bad_target": draw(st.sampled_from([False] * 9 + [True])),  # a class index == C: rejected
         "seed": draw(seeds),
     }
+    if draw(LONG):  # a loss over 648 rows: its sums and the mean's divisor run long
+        rows = draw(st.sampled_from([{"layout": "NC", "N": 648, "d": 1}, {"layout": "NCd", "N": 2, "d": 324}]))
+        case.update(rows, C=2)
     if op == "cross_entropy":
         case["label_smoothing"] = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.5]))  # 1.5: rejected
         case["probs"] = draw(st.sampled_from([False] * 4 + [True]))
@@ -62,6 +68,10 @@ class ClassLossSpec(OpSpec):
             {**base, "N": 1, "C": 2, "ignore_index": 0, "weight": False, "seed": 3, "force_target": 0},
             # unbatched (C,) logits with a () target, sum reduction
             {**base, "layout": "C", "reduction": "sum", "seed": 4},
+            # the plain path (no weight, mean, no smoothing) with logits of 1e4
+            {**base, "scale": 1e4, "weight": False, "ignore_index": -100, "seed": 9},
+            # 648 rows summed, with the weighted mean's divisor
+            {**base, "N": 648, "C": 2, "d": 1, "ignore_index": -100, "seed": 8},
             # (N, C, d) layout, no reduction
             {**base, "layout": "NCd", "reduction": "none", "ignore_index": -100, "seed": 5},
         ]
@@ -160,7 +170,9 @@ class ClassLossSpec(OpSpec):
 @st.composite
 def _pointwise_cases(draw: Any, op: str) -> dict[str, Any]:
     case: dict[str, Any] = {
-        "shape": draw(st.lists(st.integers(1, 4), min_size=0, max_size=3)),
+        "shape": draw(st.sampled_from([[1296], [36, 36]]))
+        if draw(LONG)
+        else draw(st.lists(st.integers(1, 4), min_size=0, max_size=3)),
         "reduction": draw(st.sampled_from(REDUCTIONS)),
         "scale": draw(st.sampled_from([1.0, 1.0, 10.0])),
         "kinks": draw(st.sampled_from([False] * 5 + [True])),
@@ -215,6 +227,7 @@ class PointwiseLossSpec(OpSpec):
             base,
             {**base, "kinks": True, "reduction": "none", "seed": 2},  # x == target (and 0/1 for BCE)
             {**base, "shape": [], "reduction": "sum", "seed": 3},  # 0-D
+            {**base, "shape": [1296], "reduction": "mean", "seed": 6},  # 1,296 terms summed
         ]
         if op == "smooth_l1_loss":
             self.examples.append({**base, "beta": 0.0, "seed": 4})  # beta = 0 is l1_loss

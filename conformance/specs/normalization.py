@@ -68,12 +68,19 @@ def norm_terms(
     return out
 
 
+# The normalisations' long sums, drawn in a few cases only: the mixed method's reference
+# Jacobian costs the square of the input's size (a plane of 33x34 is about 0.2 s).
+LONG = st.sampled_from(["small"] * 38 + ["batch", "plane"])
+
+
 @st.composite
 def _bn_cases(draw: Any) -> dict[str, Any]:
+    size = draw(LONG)  # a few long sums: a batch past 16, or one channel's plane past 32x32
     return {
-        "N": draw(st.integers(1, 4)),
-        "C": draw(st.integers(1, 3)),
-        "spatial": draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)),
+        "N": {"batch": 20, "plane": 1}.get(size) or draw(st.integers(1, 4)),
+        "C": {"batch": 2, "plane": 1}.get(size) or draw(st.integers(1, 3)),
+        "spatial": {"batch": [7], "plane": [33, 34]}.get(size)
+        or draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)),
         "affine": draw(st.booleans()),
         "track": draw(st.booleans()),
         "training": draw(st.booleans()),
@@ -184,11 +191,16 @@ class BatchNormSpec(OpSpec):
 def _gn_cases(draw: Any) -> dict[str, Any]:
     G = draw(st.integers(1, 3))
     per = draw(st.integers(1, 3))
+    size = draw(LONG)
+    if size == "plane":  # one sample, one group of two channels over a 24x24 plane: 1,152 values
+        G, per = 1, 2
     return {
-        "N": draw(st.integers(1, 3)),
+        "N": {"batch": 20, "plane": 1}.get(size) or draw(st.integers(1, 3)),
         "C": G * per + draw(st.sampled_from([0] * 9 + [1])),  # C not divisible by the groups: rejected
         "num_groups": G,
-        "spatial": draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)),
+        "spatial": {"batch": [], "plane": [24, 24]}.get(size, None)
+        if size != "small"
+        else draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)),
         "affine": draw(st.booleans()),
         "eps": draw(st.sampled_from([1e-5, 0.1])),
         "scale": draw(st.sampled_from([1.0, 10.0])),
@@ -237,6 +249,8 @@ class GroupNormSpec(OpSpec):
 @st.composite
 def _ln_cases(draw: Any) -> dict[str, Any]:
     shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    size = draw(LONG)  # 20 rows into the parameters' gradients, or a 24x24 plane per set (its
+    shape = {"batch": [20, shape[-1]], "plane": [1, 24, 24]}.get(size, shape)  # weight is as large)
     k = draw(st.integers(1, len(shape)))
     normalized = shape[-k:]
     if draw(st.sampled_from([False] * 9 + [True])):  # does not match x's trailing dims: rejected

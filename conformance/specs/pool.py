@@ -13,6 +13,7 @@ from .. import core
 from ..core import rng_for
 from ..strategies import make_normal, make_tie_free, make_ties, seeds, spatial_axis
 from .base import Built, OpSpec
+from .conv import SIZE_CLASS, _plane_axis
 
 
 def _x(case: dict[str, Any], shape: list[int]) -> np.ndarray:
@@ -31,9 +32,12 @@ def _window_cases(draw: Any, op: str) -> dict[str, Any]:
     ceil_mode = draw(st.booleans())
     kw = {"pad": "pool", "ceil_mode": ceil_mode, "max_dilation": 2 if op == "max_pool2d" else 1}
     h, w = draw(spatial_axis(**kw)), draw(spatial_axis(**kw))
+    size = draw(SIZE_CLASS)  # a few cases with a batch past 16 or a plane past 32x32 (see conv)
+    if size == "plane":
+        h, w = draw(_plane_axis(max_stride=3)), draw(_plane_axis(max_stride=3))
     case: dict[str, Any] = {
-        "N": draw(st.integers(1, 2)),
-        "C": draw(st.integers(1, 3)),
+        "N": draw(st.sampled_from([17, 20])) if size == "batch" else draw(st.integers(1, 2)),
+        "C": 1 if size == "plane" else draw(st.integers(1, 3)),
         "H": h["size"],
         "W": w["size"],
         "kernel_size": [h["k"], w["k"]],
@@ -97,6 +101,11 @@ class MaxPool2dSpec(_Window):
         # stride larger than the kernel, dilation, output exactly 1x1
         {"N": 1, "C": 1, "H": 3, "W": 7, "kernel_size": [3, 2], "stride": [4, 5], "padding": [0, 0], "dilation": [1, 3],
          "ceil_mode": False, "ties": False, "shift": 0.0, "seed": 4},
+        # a plane past 32x32, and a batch past 16
+        {"N": 1, "C": 1, "H": 35, "W": 33, "kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 1], "dilation": [1, 1],
+         "ceil_mode": True, "ties": False, "shift": 0.0, "seed": 6},
+        {"N": 17, "C": 2, "H": 4, "W": 5, "kernel_size": [2, 3], "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1],
+         "ceil_mode": False, "ties": False, "shift": 0.0, "seed": 7},
         # padding one past half the kernel: rejected
         {"N": 1, "C": 1, "H": 4, "W": 4, "kernel_size": [2, 2], "stride": [1, 1], "padding": [2, 0], "dilation": [1, 1],
          "ceil_mode": False, "ties": False, "shift": 0.0, "seed": 5},
@@ -163,6 +172,11 @@ class AvgPool2dSpec(_Window):
         # divisor_override
         {"N": 1, "C": 1, "H": 2, "W": 3, "kernel_size": [2, 3], "stride": [1, 1], "padding": [0, 0],
          "ceil_mode": False, "count_include_pad": True, "divisor_override": 3, "seed": 3},
+        # a plane past 32x32 with a 5x4 window, and a batch past 16
+        {"N": 1, "C": 1, "H": 37, "W": 34, "kernel_size": [5, 4], "stride": [2, 1], "padding": [2, 1],
+         "ceil_mode": False, "count_include_pad": True, "divisor_override": None, "seed": 4},
+        {"N": 17, "C": 2, "H": 4, "W": 5, "kernel_size": [2, 3], "stride": [2, 1], "padding": [1, 1],
+         "ceil_mode": True, "count_include_pad": False, "divisor_override": None, "seed": 5},
     ]  # fmt: skip
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
@@ -202,9 +216,12 @@ def _bin_sizes(size: int, out: int) -> torch.Tensor:
 
 @st.composite
 def _adaptive_cases(draw: Any) -> dict[str, Any]:
-    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    size = draw(SIZE_CLASS)  # a plane past 32x32: bins of up to 64 elements a side (a global pool)
+    H, W = (draw(st.integers(33, 64)), draw(st.integers(33, 64))) if size == "plane" else (draw(st.integers(1, 7)), draw(st.integers(1, 7)))  # fmt: skip
     out = [draw(st.sampled_from([1, 1, 2, 3, 4, H, H + 1, 0])), draw(st.sampled_from([1, 2, 3, 5, W, W + 2]))]
-    return {"N": draw(st.integers(1, 2)), "C": draw(st.integers(1, 3)), "H": H, "W": W, "output_size": out,
+    N = draw(st.sampled_from([17, 20])) if size == "batch" else draw(st.integers(1, 2))
+    C = 1 if size == "plane" else draw(st.integers(1, 3))
+    return {"N": N, "C": C, "H": H, "W": W, "output_size": out,
             "shift": draw(st.sampled_from([0.0, 2.5])), "seed": draw(seeds)}  # fmt: skip
 
 
@@ -216,6 +233,8 @@ class AdaptiveAvgPool2dSpec(OpSpec):
         # bins of unequal sizes that overlap (7 -> 3) and an output larger than the input (2 -> 3)
         {"N": 1, "C": 2, "H": 7, "W": 2, "output_size": [3, 3], "shift": 0.0, "seed": 1},
         {"N": 2, "C": 1, "H": 5, "W": 6, "output_size": [1, 1], "shift": 0.0, "seed": 2},  # global average
+        {"N": 1, "C": 1, "H": 64, "W": 48, "output_size": [1, 1], "shift": 0.0, "seed": 3},  # 3,072 summed
+        {"N": 17, "C": 2, "H": 5, "W": 6, "output_size": [2, 4], "shift": 0.0, "seed": 4},  # a batch past 16
     ]
 
     def batched(self, built: Built) -> bool:
@@ -253,6 +272,7 @@ class AdaptiveMaxPool2dSpec(AdaptiveAvgPool2dSpec):
     examples = [  # noqa: RUF012
         {"N": 1, "C": 2, "H": 7, "W": 2, "output_size": [3, 3], "shift": 2.5, "seed": 1},
         {"N": 2, "C": 1, "H": 5, "W": 6, "output_size": [1, 1], "shift": 0.0, "seed": 2},
+        {"N": 1, "C": 1, "H": 48, "W": 40, "output_size": [1, 3], "shift": 0.0, "seed": 3},  # bins of 48 rows
     ]
 
     def build(self, case: dict[str, Any]) -> Built:

@@ -362,13 +362,19 @@ def _shifted(x: np.ndarray, dim: int) -> tuple[np.ndarray, int]:
     return x1 - m, d
 
 
+def _sum(a: np.ndarray, d: int) -> np.ndarray:
+    """The sum along dim d in float64, rounded once to a's dtype: along any axis but the
+    last NumPy adds the slices in turn, one running sum that drifts in float32."""
+    return a.sum(axis=d, keepdims=True, dtype=np.float64).astype(a.dtype)
+
+
 def softmax_forward(x: np.ndarray, *, dim: int) -> tuple[np.ndarray, _SoftmaxCtx]:
     """y_i = exp(x_i - m) / sum_j exp(x_j - m) along dim, m = max_j x_j.
     Backward: gx = y * (gy - sum_j gy_j y_j)."""
     with np.errstate(invalid="ignore"):  # +inf, or only -inf, in a row: nan, as PyTorch
         z, d = _shifted(x, dim)
         e = np.exp(z)
-        y = e / e.sum(axis=d, keepdims=True)
+        y = e / _sum(e, d)
     # The output is a copy: ctx keeps y for backward, and the caller may write into the output.
     return np.array(y.reshape(x.shape), dtype=x.dtype), (y, d, x.shape)
 
@@ -380,7 +386,7 @@ def softmax_backward(
         return (None,)
     y, d, shape = ctx
     gy = grad_y.reshape(y.shape)
-    gx = y * (gy - (gy * y).sum(axis=d, keepdims=True))
+    gx = y * (gy - _sum(gy * y, d))
     return (_out(gx.reshape(shape), grad_y.dtype),)
 
 
@@ -389,7 +395,7 @@ def log_softmax_forward(x: np.ndarray, *, dim: int) -> tuple[np.ndarray, _Softma
     Backward: gx = gy - exp(y) * sum_j gy_j."""
     with np.errstate(invalid="ignore", divide="ignore"):  # as softmax; log(0) of an empty dim
         z, d = _shifted(x, dim)
-        y = z - np.log(np.exp(z).sum(axis=d, keepdims=True))
+        y = z - np.log(_sum(np.exp(z), d))
     return np.array(y.reshape(x.shape), dtype=x.dtype), (y, d, x.shape)  # a copy, as softmax's
 
 
@@ -400,7 +406,7 @@ def log_softmax_backward(
         return (None,)
     y, d, shape = ctx
     gy = grad_y.reshape(y.shape)
-    gx = gy - np.exp(y) * gy.sum(axis=d, keepdims=True)
+    gx = gy - np.exp(y) * _sum(gy, d)
     return (_out(gx.reshape(shape), grad_y.dtype),)
 
 

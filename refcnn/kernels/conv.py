@@ -228,7 +228,7 @@ def _reference_weight_grad(
     C_per_group = x.shape[1] // groups
     out_per_group = C_out // groups
     x_pad = _pad(x, padding)
-    gw = np.zeros((C_out, C_per_group, *kernel), dtype=x.dtype)
+    gw = np.zeros((C_out, C_per_group, *kernel), dtype=np.float64)  # N*H_out*W_out terms: a float32 sum drifts
     for n in range(N):
         for o in range(C_out):
             g = o // out_per_group
@@ -237,7 +237,7 @@ def _reference_weight_grad(
                 for j in range(W_out):
                     rows, cols = _window(i * stride[0], j * stride[1], kernel, dilation)
                     gw[o] += grad_y[n, o, i, j] * x_pad[n, channels, rows, cols]
-    return gw
+    return gw.astype(x.dtype)
 
 
 def _add_bias(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
@@ -247,7 +247,9 @@ def _add_bias(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 
 
 def _bias_grad(grad_y: np.ndarray, has_bias: bool) -> np.ndarray | None:
-    return np.ascontiguousarray(grad_y).sum(axis=(0, 2, 3)) if has_bias else None  # C order: layout-free
+    if not has_bias:  # C order: layout-free; in float64, rounded once (N rows of planes, added in turn)
+        return None
+    return np.ascontiguousarray(grad_y).sum(axis=(0, 2, 3), dtype=np.float64).astype(grad_y.dtype)
 
 
 def _conv2d_out_hw(x: np.ndarray, weight: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
@@ -337,14 +339,27 @@ def _input_grad_chunk(grad_rows: np.ndarray, weight: np.ndarray, geo: Geometry, 
     dst.store(out)
 
 
+# BLAS sums a product's L columns in one running float32 sum per output (1e6 terms of 0.1:
+# 1e-3 off): gw's products run over blocks of L this long, their results added in float64.
+SUM_BLOCK = 512
+
+
 def _weight_grad_chunk(cols: np.ndarray, grad_rows: np.ndarray, gw_t: np.ndarray) -> None:
-    """gw[g].T += cols[g] @ gy_rows[g].T: BLAS runs this orientation markedly faster than
-    gy_rows @ cols.T (up to 2x for few output channels); the small result is transposed once."""
-    gw_t += np.matmul(cols, grad_rows.transpose(0, 2, 1))
+    """gw[g].T += cols[g] @ gy_rows[g].T (gw_t float64): BLAS runs this orientation markedly
+    faster than gy_rows @ cols.T (up to 2x for few output channels); the small result is
+    transposed once. A long L is summed in blocks of SUM_BLOCK, one product per block."""
+    L = cols.shape[2]
+    whole = L - L % SUM_BLOCK if L > SUM_BLOCK else 0
+    if whole:
+        G, K, Co = cols.shape[0], cols.shape[1], grad_rows.shape[1]
+        a = cols[:, :, :whole].reshape(G, K, -1, SUM_BLOCK).transpose(0, 2, 1, 3)
+        b = grad_rows[:, :, :whole].reshape(G, Co, -1, SUM_BLOCK).transpose(0, 2, 3, 1)
+        gw_t += np.matmul(a, b).sum(axis=1, dtype=np.float64)
+    gw_t += np.matmul(cols[:, :, whole:], grad_rows[:, :, whole:].transpose(0, 2, 1))
 
 
-def _weight_grad(gw_t: np.ndarray, weight_shape: tuple[int, ...]) -> np.ndarray:
-    return np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(weight_shape)
+def _weight_grad(gw_t: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(gw_t.transpose(0, 2, 1), dtype=weight.dtype).reshape(weight.shape)
 
 
 def conv2d_fast_forward(
@@ -366,7 +381,7 @@ def conv2d_fast_forward(
     copies in cache, and the extra memory below one full im2col matrix.
     Backward rebuilds each chunk's columns (keeping them would cost memory and measured no
     faster): gw = sum over chunks of gy_rows @ cols^T, gx = col2im(w^T @ gy_rows), added
-    back one offset at a time into a phase buffer; gb = gy_rows @ ones.
+    back one offset at a time into a phase buffer; gb = the sum of gy (in float64).
     """
     out_hw = _conv2d_out_hw(x, weight, stride, padding, dilation)
     geo = geometry(x.shape, weight, out_hw, stride, padding, dilation, groups)
@@ -381,13 +396,13 @@ def conv2d_fast_forward(
 def conv2d_fast_backward(
     grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Per chunk: gy's rows serve the weight gradient (with x's rebuilt columns), the bias
-    gradient (a BLAS matrix-vector product: the extra columns are zero) and, when asked
-    for, the input gradient."""
+    """Per chunk: gy's rows serve the weight gradient (with x's rebuilt columns) and, when
+    asked for, the input gradient. The bias gradient sums gy itself: where the padding is at
+    least the kernel, an image's last output columns share their wide-layout column with the
+    next image's first (both windows all padding), so gy's rows hold only one of the two."""
     x, w = ctx.x, ctx.weight
     geo = geometry(x.shape, w, grad_y.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, x, w)
-    gw_t = np.zeros((geo.groups, geo.K, geo.C_out // geo.groups), dtype=x.dtype)
-    gb = np.zeros(geo.C_out, dtype=x.dtype) if ctx.has_bias else None
+    gw_t = np.zeros((geo.groups, geo.K, geo.C_out // geo.groups), dtype=np.float64)
     gx = np.empty_like(x) if needs_input_grad else None
     src = Phases("image", geo, x.dtype)
     dst = Phases("grad_image", geo, x.dtype) if gx is not None else None
@@ -395,11 +410,9 @@ def conv2d_fast_backward(
         grad_rows = geo.to_rows(grad_y[start:stop])
         src.load(x[start:stop])
         _weight_grad_chunk(src.im2col(stop - start), grad_rows, gw_t)
-        if gb is not None:
-            gb += grad_rows.reshape(geo.C_out, -1) @ np.ones(grad_rows.shape[2], x.dtype)
         if gx is not None and dst is not None:
             _input_grad_chunk(grad_rows, w, geo, dst, gx[start:stop])
-    return gx, _weight_grad(gw_t, w.shape), gb
+    return gx, _weight_grad(gw_t, w), _bias_grad(grad_y, ctx.has_bias)
 
 
 def conv_transpose2d_fast_forward(
@@ -425,7 +438,7 @@ def conv_transpose2d_fast_backward(
     and gw = conv2d's weight gradient with gy as input and x as output gradient."""
     x, w = ctx.x, ctx.weight
     geo = geometry(grad_y.shape, w, x.shape[2:], ctx.stride, ctx.padding, ctx.dilation, ctx.groups, grad_y)
-    gw_t = np.zeros((geo.groups, geo.K, geo.C_out // geo.groups), dtype=x.dtype)
+    gw_t = np.zeros((geo.groups, geo.K, geo.C_out // geo.groups), dtype=np.float64)
     gx = np.empty_like(x) if needs_input_grad else None
     src = Phases("image", geo, x.dtype)
     for start, stop in geo.chunks():
@@ -434,7 +447,7 @@ def conv_transpose2d_fast_backward(
         if gx is not None:
             _correlate_chunk(cols, w, geo, gx[start:stop], None)
         _weight_grad_chunk(cols, geo.to_rows(x[start:stop]), gw_t)
-    return gx, _weight_grad(gw_t, w.shape), _bias_grad(grad_y, ctx.has_bias)
+    return gx, _weight_grad(gw_t, w), _bias_grad(grad_y, ctx.has_bias)
 
 
 registry.set_validator("conv2d", validate_conv2d)

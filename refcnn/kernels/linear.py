@@ -121,13 +121,30 @@ def linear_fast_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
     return y.reshape(*x.shape[:-1], weight.shape[0]), (x2, weight, bias is not None, x.shape)
 
 
+# BLAS sums a product's M rows in one running float32 sum per output (1e6 rows of 0.1: 1e-3
+# off): past this many rows, gw is summed over blocks of them, one product each, in float64.
+SUM_BLOCK = 256
+
+
+def _weight_grad(gy: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """gw = gy.T @ x2; past SUM_BLOCK rows, block by block (a loop over blocks of rows, as
+    conv's chunks), the blocks' products added in float64 and rounded once."""
+    M = gy.shape[0]
+    if M <= SUM_BLOCK:
+        return gy.T @ x2
+    gw = np.zeros((gy.shape[1], x2.shape[1]), dtype=np.float64)
+    for start in range(0, M, SUM_BLOCK):
+        gw += gy[start : start + SUM_BLOCK].T @ x2[start : start + SUM_BLOCK]
+    return gw.astype(gy.dtype)
+
+
 def linear_fast_backward(
     grad_y: np.ndarray, ctx: _Ctx, *, needs_input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     x2, weight, has_bias, x_shape = ctx
     gy = grad_y.reshape(x2.shape[0], weight.shape[0])
     gx = (gy @ weight).reshape(x_shape) if needs_input_grad else None
-    gw = gy.T @ x2
+    gw = _weight_grad(gy, x2)
     # The row sum in float64, rounded once: NumPy adds row after row, and M float32 rows drift.
     gb = gy.sum(axis=0, dtype=np.float64).astype(gy.dtype) if has_bias else None
     return gx, gw, gb

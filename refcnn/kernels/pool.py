@@ -496,11 +496,11 @@ def avg_pool2d_reference_forward(
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
-                    total = x.dtype.type(0)
+                    total = np.float64(0)  # in float64, rounded once: a large window drifts in float32
                     for ih in range(max(i * sH - pH, 0), min(i * sH - pH + kH, H)):
                         for iw in range(max(j * sW - pW, 0), min(j * sW - pW + kW, W)):
                             total += x[n, c, ih, iw]
-                    y[n, c, i, j] = total / x.dtype.type(divisor[i, j])
+                    y[n, c, i, j] = total / divisor[i, j]
     return y, AvgPoolCtx(x.shape, kernel_size, stride, padding, divisor)
 
 
@@ -610,11 +610,11 @@ def adaptive_avg_pool2d_reference_forward(x: np.ndarray, *, output_size: Pair) -
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
-                    total = x.dtype.type(0)
+                    total = np.float64(0)  # as avg_pool2d's reference: in float64, rounded once
                     for ih in range(h0[i], h1[i]):
                         for iw in range(w0[j], w1[j]):
                             total += x[n, c, ih, iw]
-                    y[n, c, i, j] = total / x.dtype.type((h1[i] - h0[i]) * (w1[j] - w0[j]))
+                    y[n, c, i, j] = total / ((h1[i] - h0[i]) * (w1[j] - w0[j]))
     return y, AdaptiveCtx(x.shape)
 
 
