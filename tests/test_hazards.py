@@ -1,0 +1,42 @@
+"""Hazard values through the kernels: signed zeros, inf and nan propagated as PyTorch does.
+
+Each test pins a defect the conformance suite's hazard axis found (conformance/hazards.py);
+the expected values are hand-derived (PyTorch's semantics written out in the comment).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refcnn import kernels
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+
+def _same(actual: np.ndarray, expected: np.ndarray) -> bool:
+    """Equal element for element, nan for nan and the sign of every zero included."""
+    a, e = np.asarray(actual), np.asarray(expected, dtype=np.asarray(actual).dtype)
+    return a.shape == e.shape and a.tobytes() == e.tobytes()
+
+
+# ---- relu: PyTorch's clamp_min keeps x where not x < 0, so -0.0 stays -0.0 -------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("n", [1, 5, 64], ids=["n1", "n5", "n64"])  # the scalar and the vector loops
+def test_relu_keeps_negative_zero(dtype, n):
+    # relu(-0.0) gave +0.0 (np.maximum's choice between two equal zeros); PyTorch gives -0.0
+    x = np.resize(np.array([-0.0, 0.0, -3.0, 2.5, np.nan, -np.inf, np.inf], dtype), n)
+    y, _ = kernels.get("relu").forward(x)
+    expected = np.where(np.isnan(x) | ~(x < 0), x, 0.0).astype(dtype)  # 0 where x < 0, else x (nan too)
+    assert _same(y, expected), (y, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_relu_negative_zero_0d_and_strided(dtype):
+    # a 0-D input stays 0-D, a reversed view is read by value, not by memory order
+    y, _ = kernels.get("relu").forward(np.array(-0.0, dtype))
+    assert y.shape == () and np.signbit(y)
+    x = np.array([[-0.0, 1.0, -2.0], [0.0, -0.0, 3.0]], dtype)[::-1, ::2]
+    y, _ = kernels.get("relu").forward(x)
+    assert _same(y, np.array([[0.0, 3.0], [-0.0, 0.0]], dtype))
