@@ -40,3 +40,31 @@ def test_relu_negative_zero_0d_and_strided(dtype):
     x = np.array([[-0.0, 1.0, -2.0], [0.0, -0.0, 3.0]], dtype)[::-1, ::2]
     y, _ = kernels.get("relu").forward(x)
     assert _same(y, np.array([[0.0, 3.0], [-0.0, 0.0]], dtype))
+
+
+# ---- max_pool2d: the window's first maximum, its sign included ----------------------------------
+def _first_max_pool(x, k, s):
+    """PyTorch's scan written out: a later element replaces the maximum only if greater (or nan)."""
+    N, C, H, W = x.shape
+    Ho, Wo = (H - k[0]) // s[0] + 1, (W - k[1]) // s[1] + 1
+    y = np.empty((N, C, Ho, Wo), x.dtype)
+    for n, c, i, j in np.ndindex(N, C, Ho, Wo):
+        best = None
+        for p, q in np.ndindex(*k):
+            v = x[n, c, i * s[0] + p, j * s[1] + q]
+            if best is None or v > best or np.isnan(v):
+                best = v
+        y[n, c, i, j] = best
+    return y
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_max_pool_zero_window_keeps_the_first_zeros_sign(impl, dtype):
+    # fast gave +0.0 for a window whose first maximum is -0.0 (np.maximum picks either zero)
+    rng = np.random.default_rng(3)
+    x = rng.choice(np.array([-0.0, 0.0, -1.5], dtype), size=(2, 3, 7, 9))
+    k, s = (3, 2), (2, 1)
+    y, _ = kernels.get("max_pool2d", impl).forward(x, kernel_size=k, stride=s, padding=(0, 0), dilation=(1, 1),
+                                                   ceil_mode=False)  # fmt: skip
+    assert _same(y, _first_max_pool(x, k, s))
