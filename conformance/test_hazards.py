@@ -1,0 +1,83 @@
+"""The hazard axis (conformance/hazards.py): ci meets every hazard on every code path of
+every op, a hazard changes only a few elements, non-finite results and signed zeros are
+compared exactly, and a gradient failure mentions the caller's write into the output only
+when that write is what broke it (needs torch).
+
+    pytest conformance/test_hazards.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refcnn.conformance import core, engine, hazards, specs
+from refcnn.conformance.engine import run_task
+
+OPS = [n for n in specs.op_specs() if n not in hazards.NO_HAZARDS]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_ci_meets_every_hazard_on_every_path(op):
+    spec = specs.get(op)
+    met: set[tuple[str, str]] = set()
+
+    def body(case, impls):
+        met.add((hazards.hazard_of(case), hazards.path_of(op, case)))
+
+    engine._draw(spec, body, ["-"], engine.budget(spec, "ci"), "ci", 0, examples=True)
+    dom = hazards.domains(op)
+    never = [(h, p) for p in dom["path"] for h in dom["hazard"] if (h, p) not in met]
+    assert not never, f"{op}: ci never draws these (hazard, path) pairs: {never} (raise hazards.DRAWS[{op!r}])"
+
+
+@pytest.mark.parametrize("hazard", hazards.KINDS[1:])
+def test_a_hazard_changes_a_few_elements_of_the_declared_inputs(hazard):
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.standard_normal((2, 3, 4, 5)), "target": rng.standard_normal((2, 3, 4, 5)), "weight": None}
+    case = {"seed": 11, "hazard": hazard}
+    out = hazards.apply("mse_loss", case, arrays)
+    again = hazards.apply("mse_loss", case, arrays)
+    for k in ("x", "target"):
+        changed = arrays[k].tobytes() != out[k].tobytes()
+        assert changed or (hazard == "ties" and k == "x"), k
+        assert out[k].tobytes() == again[k].tobytes()  # a function of the case: a repro rebuilds it
+        diff = ~((out[k] == arrays[k]) | (np.isnan(out[k]) & np.isnan(arrays[k])))
+        assert diff.sum() <= 9, (k, int(diff.sum()))  # most of the case stays ordinary
+    assert arrays["x"].tobytes() != out["x"].tobytes() or hazard == "ties"
+    if hazard == "zeros":
+        assert np.any((out["x"] == 0) & np.signbit(out["x"]))
+    if hazard == "subnormal":  # one subnormal in each dtype
+        for dt in (np.float32, np.float64):
+            v = out["x"].astype(dt)
+            assert np.any((v != 0) & (np.abs(v) < np.finfo(dt).tiny)), dt
+    if hazard == "ties":  # tied with the target where the loss has its kink
+        assert np.any(out["x"] == out["target"])
+
+
+def test_nonfinite_values_must_match_exactly():
+    rec = core.Recorder("relu", "float64")
+    rec.begin({"seed": 0}, 1)
+    e = np.array([np.nan, np.inf, -np.inf, 1.0])
+    assert rec.compare("a", "forward", e.copy(), e, 1, np.abs(np.nan_to_num(e)))
+    for bad in ([np.inf, np.inf, -np.inf, 1.0], [np.nan, -np.inf, -np.inf, 1.0], [np.nan, np.inf, np.nan, 1.0]):
+        assert not rec.compare("b", "forward", np.array(bad), e, 1, np.abs(np.nan_to_num(e)))
+    detail = rec.tallies[("b", "forward")].failure["detail"]
+    assert "b gives inf where PyTorch gives nan at (0,)" in detail, detail
+
+
+def test_signed_zeros_compared_only_where_asked():
+    rec = core.Recorder("relu", "float32")
+    rec.begin({"seed": 0}, 1)
+    got, exp = np.array([0.0, 1.0], np.float32), np.array([-0.0, 1.0])
+    assert rec.compare("sum", "forward", got, exp, 1, np.abs(exp))  # a sum's zero: either sign
+    assert not rec.compare("select", "forward", got, exp, 0, 0, "forward", True)
+    detail = rec.tallies[("select", "forward")].failure["detail"]
+    assert "select gives 0 where PyTorch gives -0.0 at (0,)" in detail, detail
+
+
+def test_torch_undefined_gradients_are_not_applicable_never_passed():
+    res = run_task("hardtanh", "float64", ["reference"], "ci", 0, extend=False)
+    grad = {t.check: t for t in res.tallies}["grad_input"]
+    assert grad.skipped > 0 and not grad.failed
+    assert grad.skip_reason.startswith("not applicable: PyTorch's hardtanh backward at a nan input")
