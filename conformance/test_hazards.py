@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from refcnn import kernels
 from refcnn.conformance import core, engine, hazards, specs
 from refcnn.conformance.engine import run_task
 
@@ -74,6 +75,39 @@ def test_signed_zeros_compared_only_where_asked():
     assert not rec.compare("select", "forward", got, exp, 0, 0, "forward", True)
     detail = rec.tallies[("select", "forward")].failure["detail"]
     assert "select gives 0 where PyTorch gives -0.0 at (0,)" in detail, detail
+
+
+# ---- "computed after the caller wrote into the forward's output": only when it matters ------------
+_sigmoid = kernels.get("sigmoid", "reference")
+
+
+def _keeps_its_output(x):
+    y = (1 / (1 + np.exp(-x))).astype(x.dtype)
+    return y, y  # backward reads y itself, which the caller may overwrite
+
+
+def _from_output(g, y):
+    return ((g * y * (1 - y)).astype(g.dtype),)
+
+
+def _doubled(g, ctx):
+    return tuple(2 * gx for gx in _sigmoid.backward_impl(g, ctx))
+
+
+@pytest.mark.parametrize(
+    ("name", "forward", "backward", "said"),
+    [("t_aliased", _keeps_its_output, _from_output, True), ("t_doubled", _sigmoid.forward_impl, _doubled, False)],
+    ids=["aliased-output", "wrong-everywhere"],
+)
+def test_the_write_is_mentioned_only_when_it_broke_the_gradient(name, forward, backward, said):
+    kernels.register("sigmoid", name, forward, backward)
+    try:
+        res = run_task("sigmoid", "float64", [name], "ci", 0, max_examples=12, extend=False)
+    finally:
+        kernels.unregister("sigmoid", name)
+    grad = {t.check: t for t in res.tallies}["grad_input"]
+    assert grad.failed and grad.failure is not None
+    assert ("caller wrote into the forward's output" in grad.failure["detail"]) == said, grad.failure["detail"]
 
 
 def test_torch_undefined_gradients_are_not_applicable_never_passed():
