@@ -68,3 +68,25 @@ def test_max_pool_zero_window_keeps_the_first_zeros_sign(impl, dtype):
     y, _ = kernels.get("max_pool2d", impl).forward(x, kernel_size=k, stride=s, padding=(0, 0), dilation=(1, 1),
                                                    ceil_mode=False)  # fmt: skip
     assert _same(y, _first_max_pool(x, k, s))
+
+
+# ---- nan and inf are computed silently, as PyTorch does -----------------------------------------
+@pytest.mark.parametrize(
+    ("op", "arrays", "config"),
+    [
+        ("linear", (np.array([[np.inf, 1.0, -2.0], [0.5, 0.0, 1.0]]), np.array([[1.0, 0.0, 2.0], [0.0, -1.0, 3.0]]),
+                    None), {}),
+        ("leaky_relu", (np.array([np.inf, -np.inf, np.nan, -1.0]),), {"negative_slope": 0.0}),
+        ("conv2d", (np.full((1, 1, 2, 3), np.inf) * np.array([1, -1, 1]), np.ones((1, 1, 1, 2)), None),
+         {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}),
+    ],
+    ids=["linear-inf", "leaky_relu-inf-nan", "conv2d-inf-minus-inf"],
+)  # fmt: skip
+def test_nonfinite_inputs_raise_no_runtime_warning(op, arrays, config, recwarn):
+    # inf * 0 and inf - inf gave RuntimeWarnings ("invalid value encountered in matmul"), an
+    # exception under warnings-as-errors; PyTorch returns nan silently
+    kernel = kernels.get(op)
+    y, ctx = kernel.forward(*arrays, **config)
+    kernel.backward(np.ones_like(y), ctx)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert np.isnan(y).any()
