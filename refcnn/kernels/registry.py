@@ -63,7 +63,7 @@ class Saved:
 # An invalid operation on inf or nan inputs (inf * 0, inf - inf) gives nan silently, as in
 # PyTorch, not a RuntimeWarning (which a caller's warnings-as-errors turns into a crash).
 # Overflow and division by zero still warn: from finite inputs they mark a kernel's flaw.
-_SILENT = {"invalid": "ignore"}
+_SILENT = "invalid"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Kernel:
         validator = _validators.get(self.op)
         if validator is not None:
             validator(*args, **config)
-        with np.errstate(**_SILENT):
+        with np.errstate(invalid="ignore"):  # see _SILENT
             y, ctx = self.forward_impl(*args, **config)
         if type(y) is np.ndarray:  # every built-in kernel's output: no conversion needed to ask
             return y, Saved(ctx, y.shape, y.dtype)
@@ -105,7 +105,7 @@ class Kernel:
     def backward_checked(self, grad_y: np.ndarray, ctx: Saved, needs_input_grad: bool = True) -> tuple[Any, ...]:
         """``backward`` for a caller that has checked ``grad_y`` itself (a module, whose
         message names it): the implementation, told ``needs_input_grad``."""
-        with np.errstate(**_SILENT):
+        with np.errstate(invalid="ignore"):  # see _SILENT
             if self.takes_needs_input_grad:
                 grads = tuple(self.backward_impl(grad_y, ctx.inner, needs_input_grad=needs_input_grad))  # type: ignore[call-arg]
             else:
