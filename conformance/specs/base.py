@@ -456,7 +456,7 @@ class OpSpec(Spec):
         dt = np.dtype(dtype)
         lin = {k: (None if k in self.adjoint_drop else v) for k, v in inputs.items()}
         y, ctx = self.call(kernel, lin, built)
-        if not all(np.all(np.isfinite(v)) for v in lin.values() if _floats(v)):  # a hazard case
+        if not all(np.all(np.isfinite(v)) for v in lin.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"):
             rec.skipped(impl, "adjoint", "not applicable to a case with inf or nan inputs (no inner product)")
             return
         gx = kernel.backward(g.astype(dt), ctx)[0]
@@ -566,10 +566,6 @@ def _matches(got: Any, exp: core.Expected, dtype: str) -> bool:
         return bool(testing.compare(np.asarray(got), exp.value, exp.n, exp.S, dtype).passed)
     except Exception:
         return False
-
-
-def _floats(v: Any) -> bool:
-    return isinstance(v, np.ndarray) and v.dtype.kind == "f"
 
 
 def grad_check(name: str, index: int) -> str:
