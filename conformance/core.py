@@ -23,7 +23,7 @@ import torch
 import refcnn
 from refcnn import testing
 
-from . import layouts, tolerance
+from . import hazards, layouts, tolerance
 
 REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
 # IndexError too: PyTorch raises it for a dim out of range, and refcnn mirrors it (from a raise statement)
@@ -160,6 +160,9 @@ class Recorder:
         self._say(impl, check, "ok", detail or f"|err| {abs_err:.3g}, {ratio:.3g} x bound")
 
     def fail(self, impl: str, check: str, detail: str, abs_err: float = math.inf, ratio: float = math.inf) -> None:
+        hazard = hazards.hazard_of(self.case)
+        if hazard != "none":  # the hazard values the case's inputs hold (conformance/hazards.py)
+            detail = f"{detail} [hazard: {hazards.DESCRIBED.get(hazard, hazard)}]"
         layout = layouts.layout_of(self.case)
         if layout != "C":  # the memory layout the arrays were handed in (conformance/layouts.py)
             detail = f"{detail} [arrays handed in as {layouts.DESCRIBED.get(layout, layout)}]"

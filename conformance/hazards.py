@@ -1,14 +1,14 @@
 """Hazard values crossed with every code path: the values where kernels go wrong.
 
 Large magnitudes (logits of 1e4, 1e30 where the op is linear in its input), ties, zeros of
-both signs, +inf, -inf, nan and subnormals: each op case carries a ``hazard`` (added as it is
-drawn, cycling through the hazards per code path; every other drawn value stays as it was,
-and the hazard is kept in the case, so a repro rebuilds it), and after the spec's ``build()`` a few elements of each input the op declares
-below are set to that hazard; the rest of the case stays ordinary. Each op also names the
-code path a case takes (plain or weighted, reduced or not, padded or not, ceil_mode, groups,
-bias, training or evaluation...), and the report's coverage table shows which hazard met
-which path, so the ``ci`` profile is seen to meet each hazard on each path, not only in a
-pinned example.
+both signs, +inf, -inf, nan and subnormals: each op case carries a ``hazard``, added as it is
+drawn (every other drawn value stays as it was; kept in the case, so a repro rebuilds it).
+After the spec's ``build()`` a few elements of each input the op declares below are set to
+that hazard; the rest of the case stays ordinary. Each op also names the code path a case
+takes (plain or weighted, reduced or not, padded or not, ceil_mode, groups, bias, training
+or evaluation...); a path's cases cycle through the hazards, and the report's coverage table
+shows which hazard met which path, so ``ci`` is seen to meet each hazard on each path, not
+only in a pinned example.
 
 The comparison treats non-finite results exactly (nan where PyTorch gives nan, inf of the
 same sign where it gives inf); finite differences are skipped on hazard cases (there is no
@@ -44,7 +44,7 @@ SUBNORMALS = (3e-41, -7e-42, 5e-320, -1e-315)
 
 def drawer(op: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Adds a ``hazard`` to each case drawn: the n-th case on a code path gets ``CYCLE[n % 10]``,
-    so every path drawn at least 10 times meets every hazard (a hash of the case would leave
+    so every path drawn at least 8 times meets every hazard (a hash of the case would leave
     gaps: ci's derandomized draws repeat a few seeds, and some paths come rarely). Every
     other drawn value stays as it was; the hazard is kept in the case, so a repro rebuilds it.
     One drawer per run of a spec's strategy: the same cases get the same hazards every run."""

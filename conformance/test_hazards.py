@@ -133,3 +133,14 @@ def test_torch_undefined_gradients_are_not_applicable_never_passed():
     grad = {t.check: t for t in res.tallies}["grad_input"]
     assert grad.skipped > 0 and not grad.failed
     assert grad.skip_reason.startswith("not applicable: PyTorch's hardtanh backward at a nan input")
+
+
+def test_a_failure_names_its_hazard_and_its_layout():
+    rec = core.Recorder("relu", "float64")
+    rec.begin({"seed": 3, "hazard": "-inf", "memory": "step"}, 1)
+    rec.fail("reference", "forward", "forward: differs")
+    detail = rec.tallies[("reference", "forward")].failure["detail"]
+    assert (
+        detail
+        == "forward: differs [hazard: a few elements -inf] [arrays handed in as step-2 slices of a larger array (its gaps hold nan)]"
+    )
