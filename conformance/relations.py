@@ -226,11 +226,11 @@ def homogeneity(run: Run) -> None:
     S_h = np.nan_to_num(np.asarray(S_h, np.float64), nan=np.inf)
     top = max(float(fin.max()) if fin.size else 0.0, float(np.max(S_h[np.isfinite(S_h)], initial=0.0)))
     powers = [small] + ([large] if top * large <= float(info.max) / 4 else [])
+    y0, ctx0 = run.forward(lin)  # first: an implementation that declines the case is unsupported, not skipped
     if nz.size and float(nz.min()) * min(small, odd) < float(info.tiny):
         run.rec.skipped(run.impl, "homogeneity", f"x holds values that are or become subnormal when scaled by "
                         f"{min(small, odd):.3g} (a subnormal does not scale exactly)")  # fmt: skip
         return
-    y0, ctx0 = run.forward(lin)
     g0 = run.backward(run.g_dt, ctx0) if run.grads() else ()
     n_f = np.asarray(run.ref.forward.n, np.float64)
 
