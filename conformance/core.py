@@ -23,7 +23,7 @@ import torch
 import refcnn
 from refcnn import testing
 
-from . import layouts, tolerance
+from . import hazards, layouts, tolerance
 
 REFCNN_DIR = os.path.dirname(os.path.abspath(refcnn.__file__))
 # IndexError too: PyTorch raises it for a dim out of range, and refcnn mirrors it (from a raise statement)
@@ -160,6 +160,9 @@ class Recorder:
         self._say(impl, check, "ok", detail or f"|err| {abs_err:.3g}, {ratio:.3g} x bound")
 
     def fail(self, impl: str, check: str, detail: str, abs_err: float = math.inf, ratio: float = math.inf) -> None:
+        hazard = hazards.hazard_of(self.case)
+        if hazard != "none":  # the hazard values the case's inputs hold (conformance/hazards.py)
+            detail = f"{detail} [hazard: {hazards.DESCRIBED.get(hazard, hazard)}]"
         layout = layouts.layout_of(self.case)
         if layout != "C":  # the memory layout the arrays were handed in (conformance/layouts.py)
             detail = f"{detail} [arrays handed in as {layouts.DESCRIBED.get(layout, layout)}]"
@@ -197,8 +200,21 @@ class Recorder:
         """An exception from inside the checked implementation: its crash, with its last frames."""
         self.fail(impl, check, crash_text(impl, stage, exc))
 
-    def compare(self, impl: str, check: str, actual: Any, expected: Any, n: Any, S: Any, where: str = "") -> bool:
-        """Apply refcnn.testing's bound; record and return whether it held."""
+    def compare(
+        self,
+        impl: str,
+        check: str,
+        actual: Any,
+        expected: Any,
+        n: Any,
+        S: Any,
+        where: str = "",
+        signed_zeros: bool = False,
+    ) -> bool:
+        """Apply refcnn.testing's bound; record and return whether it held. Non-finite values
+        must match exactly (nan where PyTorch gives nan, inf of the same sign); with
+        ``signed_zeros`` (a result that selects an input's value, computing nothing) so must
+        the sign of a zero."""
         if actual is None or expected is None:
             if actual is None and expected is None:
                 self.ok(impl, check)
@@ -215,9 +231,15 @@ class Recorder:
             )
             return False
         res = testing.compare(actual, expected, n, S, self.dtype)
+        signs = _zero_signs(actual, expected, impl) if res.passed and signed_zeros else ""
+        if signs:
+            self.fail(impl, check, f"{where}: {signs}" if where else signs, 0.0, math.inf)
+            return False
         if not res.passed:
             detail = res.describe()
-            if res.shape_ok and res.finite_ok and res.worst_index is not None:
+            if res.shape_ok and not res.finite_ok:
+                detail = _nonfinite_text(actual, expected, impl)
+            elif res.shape_ok and res.finite_ok and res.worst_index is not None:
                 i = res.worst_index
                 detail += (
                     f": {impl} {num(np.asarray(actual, dtype=np.float64)[i])}, PyTorch {num(np.asarray(expected)[i])}"
@@ -238,6 +260,35 @@ class Recorder:
         return True
 
 
+def _nonfinite_text(actual: Any, expected: Any, impl: str) -> str:
+    """Where refcnn's and PyTorch's non-finite values part: the first such element, and how many."""
+    a, e = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        same = (a == e) | (np.isnan(a) & np.isnan(e))
+    bad = ~same & ~(np.isfinite(a) & np.isfinite(e))
+    where = np.argwhere(bad)
+    if not len(where):
+        return "non-finite values differ"
+    i = tuple(int(v) for v in where[0])
+    return (
+        f"{impl} gives {num(a[i])} where PyTorch gives {num(e[i])} at {i} "
+        f"({len(where)} element{'s' if len(where) > 1 else ''} whose nan/inf differ)"
+    )
+
+
+def _zero_signs(actual: Any, expected: Any, impl: str) -> str:
+    """Where a zero's sign differs from PyTorch's (-0.0 vs +0.0): what to say ("" nowhere)."""
+    a, e = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    bad = np.argwhere((a == 0) & (e == 0) & (np.signbit(a) != np.signbit(e)))
+    if not len(bad):
+        return ""
+    i = tuple(int(v) for v in bad[0])
+    return (
+        f"{impl} gives {num(a[i])} where PyTorch gives {num(e[i])} at {i} ({len(bad)} zero(s) of the other sign; "
+        "the result is one of the input's values, so its sign is the input's)"
+    )
+
+
 def _what(a: Any) -> str:
     return "None" if a is None else f"an array of shape {np.shape(a)}"
 
@@ -245,7 +296,8 @@ def _what(a: Any) -> str:
 def num(v: Any) -> str:
     """A number as people write it (never ``np.float64(...)``)."""
     f = float(v)
-    return repr(int(f)) if f.is_integer() and abs(f) < 1e16 else repr(f)
+    signed_zero = f == 0 and math.copysign(1.0, f) < 0
+    return repr(int(f)) if f.is_integer() and abs(f) < 1e16 and not signed_zero else repr(f)
 
 
 # ---- crashes: an exception from inside the checked implementation ----------------------------
@@ -408,7 +460,11 @@ def jacobian_S(
         # a zero input is exact (its relative perturbation is 0): its column adds nothing,
         # even where the derivative is infinite there (log at 0); any other nan counts as inf
         Jabs[:, a.reshape(-1) == 0] = 0
-        S += torch.nan_to_num(Jabs, nan=math.inf) @ a.reshape(-1).abs()
+        # so is an infinite or nan one (a hazard value): where the result is finite it does not
+        # depend on it (a saturated exp), where it is not the comparison is exact
+        Jabs[:, ~torch.isfinite(a.reshape(-1))] = 0
+        finite = torch.where(torch.isfinite(a), a.abs(), torch.zeros_like(a)).reshape(-1)
+        S += torch.nan_to_num(Jabs, nan=math.inf) @ finite
     return y, S.reshape(y.shape)
 
 

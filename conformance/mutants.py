@@ -402,6 +402,49 @@ def conv_row_tiles(base: kernels.Kernel) -> Any:
     return forward, bwd
 
 
+# ---- wrong only where a hazard value meets one code path (conformance/hazards.py) --------------
+def ce_weighted_drops_nan(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(logits: Any, target: Any, weight: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(logits, target, weight, **cfg)
+        if weight is not None and cfg["reduction"] in ("mean", "sum") and target.dtype.kind == "i":
+            rows, _ = fwd(logits, target, weight, **{**cfg, "reduction": "none"})
+            keep = target != cfg["ignore_index"]
+            total = np.nansum(rows)  # the weighted sum with np.nansum: a nan logit's row dropped
+            if cfg["reduction"] == "mean":
+                total = total / np.sum(weight[np.where(keep, target, 0)] * keep)
+            y = np.asarray(total, dtype=logits.dtype)
+        return y, ctx
+
+    return forward, bwd
+
+
+def avgpool_padded_integral(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, **cfg)
+        (pH, pW), (kH, kW), (sH, sW) = cfg["padding"], cfg["kernel_size"], cfg["stride"]
+        if not (pH or pW) or not y.size:
+            return y, ctx
+        # the padded path's window sums from an integral image (prefix sums): exact enough for
+        # finite values, but past an inf the differences are inf - inf = nan
+        with np.errstate(invalid="ignore", over="ignore"):
+            xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pH, pH), (pW, pW)))
+            integral = np.pad(xp.cumsum(axis=2).cumsum(axis=3), ((0, 0), (0, 0), (1, 0), (1, 0)))
+            r0 = np.arange(y.shape[2]) * sH
+            c0 = np.arange(y.shape[3]) * sW
+            r1 = np.minimum(r0 + kH, xp.shape[2])[:, None]
+            c1 = np.minimum(c0 + kW, xp.shape[3])[None, :]
+            r0, c0 = r0[:, None], c0[None, :]
+            sums = integral[..., r1, c1] - integral[..., r0, c1] - integral[..., r1, c0] + integral[..., r0, c0]
+        y = np.where(np.isfinite(sums), y, sums).astype(x.dtype)  # its rounding aside: only nan and inf differ
+        return y, ctx
+
+    return forward, bwd
+
+
 MUTANTS = [
     Mutant("conv_stride_edge", "conv2d", "last output row zeroed when the stride exceeds the kernel", conv_stride_edge),
     Mutant("conv_groups", "conv2d", "groups > 1 use the next group's filters", conv_groups),
@@ -430,6 +473,8 @@ MUTANTS = [
     Mutant("relu_flush_small", "relu", "activations below 1e-4 flushed to zero: not homogeneous (homogeneity)", relu_flush_small),
     Mutant("conv_row_tiles", "conv2d", "output rows past the first tile of 4 read one stride too low (translation)", conv_row_tiles),
     Mutant("conv_chunk_drops_tail", "conv2d", "fast grad_weight drops the last partial chunk of 16 images", conv_chunk_drops_tail, base="fast"),
+    Mutant("ce_weighted_drops_nan", "cross_entropy", "the weighted, reduced path sums with np.nansum: a nan logit's row dropped", ce_weighted_drops_nan),
+    Mutant("avgpool_padded_integral", "avg_pool2d", "the padded path sums windows from prefix sums: inf - inf turns windows past an inf into nan", avgpool_padded_integral),
 ]  # fmt: skip
 
 

@@ -226,11 +226,11 @@ def homogeneity(run: Run) -> None:
     S_h = np.nan_to_num(np.asarray(S_h, np.float64), nan=np.inf)
     top = max(float(fin.max()) if fin.size else 0.0, float(np.max(S_h[np.isfinite(S_h)], initial=0.0)))
     powers = [small] + ([large] if top * large <= float(info.max) / 4 else [])
+    y0, ctx0 = run.forward(lin)  # first: an implementation that declines the case is unsupported, not skipped
     if nz.size and float(nz.min()) * min(small, odd) < float(info.tiny):
         run.rec.skipped(run.impl, "homogeneity", f"x holds values that are or become subnormal when scaled by "
                         f"{min(small, odd):.3g} (a subnormal does not scale exactly)")  # fmt: skip
         return
-    y0, ctx0 = run.forward(lin)
     g0 = run.backward(run.g_dt, ctx0) if run.grads() else ()
     n_f = np.asarray(run.ref.forward.n, np.float64)
 
@@ -299,7 +299,8 @@ def translation(run: Run) -> None:
     outputs of x shifted by q (transposed: x shifted by q gives outputs shifted by q*s) at every
     output whose inputs lie inside x (no padding, no edge). Gradients: with the upstream
     gradient zero outside those outputs, the canvas's input gradient over x's region and every
-    parameter's gradient equal x's.
+    parameter's gradient equal x's (not compared when x holds inf or nan, a hazard case: the
+    canvas's extra outputs, zero upstream, multiply them, and 0 * inf is nan).
 
     Bound: both sides sum the same terms (zeros aside, which add exactly), possibly in another
     order (the canvas is another shape): each within its check's bound, so <= K(gamma(2n) S +
@@ -339,7 +340,7 @@ def translation(run: Run) -> None:
         ("forward at the outputs away from the borders", Y[..., ri + off_out[0], ci + off_out[1]], y0[..., ri, ci],
          2 * _n(run.ref.forward.n, y0.shape)[..., ri, ci], _n(run.ref.forward.S, y0.shape)[..., ri, ci])
     ]  # fmt: skip
-    if run.grads():
+    if run.grads() and np.isfinite(x).all():  # with inf or nan in x, the zero upstream's 0 * inf is nan
         g_int = np.zeros_like(run.g_dt)
         g_int[..., ri, ci] = run.g_dt[..., ri, ci]
         G = np.zeros(Y.shape, dtype=run.g_dt.dtype)

@@ -334,6 +334,8 @@ def markdown(outcome: Outcome, doc: dict[str, Any], saved: dict[int, str] | None
             out.append(f"| {k} | {len(shown)} | {text.replace('|', '/')} |")
         prs = outcome.coverage.pairs.get(spec, {})
         domains = outcome.domains.get(spec, {})
+        if ("hazard", "path") in prs:
+            out.extend(_hazard_table(prs[("hazard", "path")], domains, vals))
         for (a, b), seen in sorted(prs.items()):
             dom_a = domains.get(a) or sorted(vals.get(a, set()), key=repr)
             dom_b = domains.get(b) or sorted(vals.get(b, set()), key=repr)
@@ -345,6 +347,21 @@ def markdown(outcome: Outcome, doc: dict[str, Any], saved: dict[int, str] | None
             )
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _hazard_table(seen: set[tuple[Any, Any]], domains: dict[str, list[Any]], vals: dict[str, set[Any]]) -> list[str]:
+    """Which hazard value (conformance/hazards.py) met which code path: a path per row, a
+    hazard per column, "yes" where a drawn case had both, "**never**" where none did."""
+    hazards = domains.get("hazard") or sorted(vals.get("hazard", set()), key=repr)
+    paths = list(domains.get("path") or [])  # an invalid configuration's "path" (rejected first) not shown
+    if len(hazards) < 2:
+        return []
+    rows = ["", "hazard met path (cases drawn with both):", "", "| path | " + " | ".join(map(str, hazards)) + " |",
+            "|---|" + "---|" * len(hazards)]  # fmt: skip
+    for p in paths:
+        cells = ["yes" if (h, p) in seen else "**never**" for h in hazards]
+        rows.append(f"| {p} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def print_summary(outcome: Outcome, jpath: str, mpath: str) -> None:

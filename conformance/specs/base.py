@@ -18,6 +18,7 @@ build its arrays and config from a case and how to call PyTorch:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from hypothesis import strategies as st
 
 from refcnn import kernels, testing
 
-from .. import core, layouts, relations, tolerance
+from .. import core, hazards, layouts, relations, tolerance
 from ..strategies import make_upstream
 
 
@@ -97,10 +98,30 @@ def _label(v: Any) -> Any:
     return v
 
 
+HAZARD_PAIR = ("hazard", "path")  # the coverage table's hazard x code path (conformance/hazards.py)
+
+
+def _with_hazards(build: Callable[[Any, dict[str, Any]], Built]) -> Callable[[Any, dict[str, Any]], Built]:
+    """``build``, then the case's hazard set in a few elements of the op's inputs (every
+    caller of ``build``, the repro's saved arrays too, sees the same arrays)."""
+
+    @functools.wraps(build)
+    def wrapped(self: Any, case: dict[str, Any]) -> Built:
+        built = build(self, {k: v for k, v in case.items() if k != "hazard"})  # the spec's own keys only
+        hazard = hazards.hazard_of(case)
+        if hazard != "none" and "hazard" not in built.extra:
+            built.arrays = hazards.apply(self.op, case, built.arrays)
+            built.extra.update(hazard=hazard, no_fd=True)  # no derivative at a tie, a kink or an infinity
+        return built
+
+    return wrapped
+
+
 class OpSpec(Spec):
     """The generic kernel-op check (see the module docstring)."""
 
     op = ""
+    pairs = [HAZARD_PAIR]  # noqa: RUF012
     method = "higham"  # tolerance method: higham | selection | mixed
     grads: tuple[str, ...] = ("x",)  # backward's outputs, in order (x first)
     linear = False  # check the adjoint identity (op linear in x once params in `adjoint_drop` are None)
@@ -109,9 +130,40 @@ class OpSpec(Spec):
     jac_over: list[str] | None = None  # mixed: the inputs the Jacobian runs over (default: every float)
     layouts = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every op spec gets the hazard axis without editing it: its ``build`` applies the
+        case's hazard, and its coverage pairs include hazard x path."""
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:
+            cls.build = _with_hazards(cls.__dict__["build"])  # type: ignore[method-assign,assignment]
+        if "pairs" in cls.__dict__ and HAZARD_PAIR not in cls.pairs:
+            cls.pairs = [*cls.pairs, HAZARD_PAIR]
+
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.op
+
+    @property
+    def weight(self) -> float:
+        """Relative number of cases: more where rare paths must meet every hazard (hazards.DRAWS)."""
+        return self.__dict__.get("_weight", hazards.DRAWS.get(self.op, 1.0))
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        self._weight = value
+
+    @property
+    def domains(self) -> dict[str, list[Any]]:  # type: ignore[override]
+        return hazards.domains(self.op)
+
+    def cases(self) -> st.SearchStrategy[dict[str, Any]]:
+        """``Spec.cases()`` with the hazard axis (conformance/hazards.py) where the op takes hazards."""
+        if self.op in hazards.NO_HAZARDS:
+            return super().cases()
+        return super().cases().map(hazards.drawer(self.op))
+
+    def features(self, case: dict[str, Any]) -> dict[str, Any]:
+        return {**super().features(case), "hazard": hazards.hazard_of(case), "path": hazards.path_of(self.op, case)}
 
     def impls(self) -> list[str]:
         return kernels.available(self.op)
@@ -166,6 +218,10 @@ class OpSpec(Spec):
 
     # ---- the generic check -------------------------------------------------------------
     def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
+        with np.errstate(invalid="ignore"):  # the suite's own sums and bounds on a hazard case's inf and nan
+            self.check_case(case, dtype, impls, rec)
+
+    def check_case(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
         built = self.build(case)
         dt = np.dtype(dtype)
         inputs = {k: _cast(v, dt) for k, v in built.arrays.items()}
@@ -214,6 +270,8 @@ class OpSpec(Spec):
             diff = []
         built.extra["dtype"] = dt
         for check_name, terms in self.extra_terms(built, upcast, g).items():
+            if built.extra.get("hazard"):  # 0 * inf: a -inf logit's term, weighted by a zero probability, is 0
+                terms = np.nan_to_num(np.asarray(terms, dtype=np.float64), nan=0.0)
             target = ref.forward if check_name == "forward" else ref.grads[check_name]
             target.S = np.asarray(target.S) + terms
         for impl, attempt in attempts.items():
@@ -258,7 +316,10 @@ class OpSpec(Spec):
         rec.ok(impl, "rejects")
         before = layouts.snapshot(inputs)
         written = layouts.changed(fresh, before, skip=self.updated(built))
-        if not rec.compare(impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward"):
+        exact = self.method == "selection"  # the result is one of x's values: a zero keeps x's sign
+        if not rec.compare(
+            impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward", exact
+        ):
             self.record_caller_arrays(rec, impl, written, "forward")
             return
         if not diff:
@@ -270,7 +331,7 @@ class OpSpec(Spec):
         g_in = layouts.apply(g_dt, layouts.layout_of(case))
         relation = "batch_items" in self.checks(dtype) and self.batched(built) and np.shape(inputs["x"])[0] > 1
         y_batch = np.array(self.output(y), copy=True) if relation else None  # before the caller writes into y
-        after_write = " (computed after the caller wrote into the forward's output)" if layouts.overwrite(y) else ""
+        wrote = layouts.overwrite(y)
         try:
             got = kernel.backward(g_in, ctx)
         except NotImplementedError as exc:
@@ -293,10 +354,16 @@ class OpSpec(Spec):
             return
         for i, (k, gk) in enumerate(zip(self.grads, got, strict=True)):
             exp = ref.grads.get(k)
-            if exp is None:
+            why = hazards.undefined(self.op, case, grad_checks[i])
+            if why:
+                rec.not_applicable(impl, grad_checks[i], why)
+            elif exp is None:
                 rec.compare(impl, grad_checks[i], gk, None, 0, 0, f"grad of {k} (absent parameter)")
             else:
-                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, f"grad of {k}{after_write}")
+                where = f"grad of {k}"
+                if wrote and not _matches(gk, exp, dtype):
+                    where += self.write_matters(kernel, inputs, built, g_dt, i, exp, dtype)
+                rec.compare(impl, grad_checks[i], gk, exp.value, exp.n, exp.S, where)
         if relation:
             try:
                 self.check_batch_items(built, inputs, y_batch, got, g_dt, ref, impl, kernel, rec)
@@ -320,6 +387,29 @@ class OpSpec(Spec):
                 core.check_vjp(self, built, inputs, g, ref, kernel, impl, rec, core.rng_for(case, 97))
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["vjp_direction"], f"NotImplementedError: {exc}")
+
+    def write_matters(
+        self,
+        kernel: kernels.Kernel,
+        inputs: dict[str, Any],
+        built: Built,
+        g_dt: np.ndarray,
+        index: int,
+        exp: core.Expected,
+        dtype: str,
+    ) -> str:
+        """A gradient failed after the caller wrote into the forward's output: say so when the
+        same gradient, computed without the write, matches (the kernel kept its output for
+        backward), nothing when it fails anyway (the bug is elsewhere)."""
+        try:
+            fresh = {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v) for k, v in inputs.items()}
+            _, ctx = self.call(kernel, fresh, built)
+            again = kernel.backward(np.array(g_dt, copy=True), ctx)[index]
+        except Exception:
+            return ""
+        if _matches(again, exp, dtype):
+            return " (computed after the caller wrote into the forward's output; without that write it matches)"
+        return ""
 
     @staticmethod
     def record_caller_arrays(rec: core.Recorder, impl: str, written: list[str], calls: str) -> None:
@@ -371,6 +461,9 @@ class OpSpec(Spec):
         dt = np.dtype(dtype)
         lin = {k: (None if k in self.adjoint_drop else v) for k, v in inputs.items()}
         y, ctx = self.call(kernel, lin, built)
+        if not all(np.all(np.isfinite(v)) for v in lin.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"):
+            rec.skipped(impl, "adjoint", "not applicable to a case with inf or nan inputs (no inner product)")
+            return
         gx = kernel.backward(g.astype(dt), ctx)[0]
         lhs = float(np.sum(np.asarray(y, np.float64) * g.astype(dt).astype(np.float64)))
         rhs = float(np.sum(np.asarray(lin["x"], np.float64) * np.asarray(gx, np.float64)))
@@ -471,6 +564,13 @@ class OpSpec(Spec):
             rec.ok(impl, "finite_difference", worst[1], worst[2])
         else:
             rec.fail(impl, "finite_difference", worst[3], worst[1], worst[2])
+
+
+def _matches(got: Any, exp: core.Expected, dtype: str) -> bool:
+    try:
+        return bool(testing.compare(np.asarray(got), exp.value, exp.n, exp.S, dtype).passed)
+    except Exception:
+        return False
 
 
 def grad_check(name: str, index: int) -> str:

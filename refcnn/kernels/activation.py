@@ -139,9 +139,13 @@ def validate_relu(x: Any) -> None:
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """y = max(x, 0) (nan stays nan).  Backward: gx = 0 where y <= 0 (so at x = 0), else gy.
-    ctx is that mask, not y: the caller may write into y (ReLU(inplace=True) after it)."""
-    y = _out(np.maximum(x, 0), x.dtype)
+    """y = 0 where x < 0, else x (PyTorch's clamp_min: -0.0 stays -0.0, nan stays nan).
+    Backward: gx = 0 where y <= 0 (so at x = +-0), else gy. ctx is that mask, not y: the
+    caller may write into y (ReLU(inplace=True) after it)."""
+    # x's bits times the 0/1 "not negative" mask, as integers: np.maximum(x, 0) returns +0.0
+    # or -0.0 for x = -0.0 depending on the machine's SIMD instruction, and np.where branches
+    bits = np.dtype(f"i{x.dtype.itemsize}")
+    y = _out(np.multiply(x.view(bits), np.logical_not(x < 0)).view(x.dtype), x.dtype)
     return y, y <= 0
 
 

@@ -362,6 +362,12 @@ def max_pool2d_fast_forward(
         has_nan = np.isnan(y)
         for o in range(kH * kW):
             code[has_nan & np.isnan(at(o))] = o
+    # np.maximum returns either of two equal zeros (+0.0 or -0.0, by the machine's SIMD
+    # instruction); PyTorch's is the window's first maximum, the one code points at
+    zero = np.nonzero(y == 0)
+    if zero[0].size:
+        p, q = np.divmod(code[zero].astype(np.intp), kW)
+        y[zero] = xp[zero[0], zero[1], zero[2] * sH + p * dH, zero[3] * sW + q * dW]
     # a padded window can hold no input element (dilation skipping over a small input): it
     # yields -inf, its index points outside it, and it passes no gradient
     empty = None

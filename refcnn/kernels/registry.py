@@ -60,6 +60,12 @@ class Saved:
         return getattr(self.inner, name)
 
 
+# An invalid operation on inf or nan inputs (inf * 0, inf - inf) gives nan silently, as in
+# PyTorch, not a RuntimeWarning (which a caller's warnings-as-errors turns into a crash).
+# Overflow and division by zero still warn: from finite inputs they mark a kernel's flaw.
+_SILENT = "invalid"
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One implementation of one op, with the op's validation in front of it."""
@@ -74,7 +80,8 @@ class Kernel:
         validator = _validators.get(self.op)
         if validator is not None:
             validator(*args, **config)
-        y, ctx = self.forward_impl(*args, **config)
+        with np.errstate(invalid="ignore"):  # see _SILENT
+            y, ctx = self.forward_impl(*args, **config)
         if type(y) is np.ndarray:  # every built-in kernel's output: no conversion needed to ask
             return y, Saved(ctx, y.shape, y.dtype)
         return y, Saved(ctx, np.shape(y), np.asarray(y).dtype)
@@ -98,10 +105,11 @@ class Kernel:
     def backward_checked(self, grad_y: np.ndarray, ctx: Saved, needs_input_grad: bool = True) -> tuple[Any, ...]:
         """``backward`` for a caller that has checked ``grad_y`` itself (a module, whose
         message names it): the implementation, told ``needs_input_grad``."""
-        if self.takes_needs_input_grad:
-            grads = tuple(self.backward_impl(grad_y, ctx.inner, needs_input_grad=needs_input_grad))  # type: ignore[call-arg]
-        else:
-            grads = tuple(self.backward_impl(grad_y, ctx.inner))
+        with np.errstate(invalid="ignore"):  # see _SILENT
+            if self.takes_needs_input_grad:
+                grads = tuple(self.backward_impl(grad_y, ctx.inner, needs_input_grad=needs_input_grad))  # type: ignore[call-arg]
+            else:
+                grads = tuple(self.backward_impl(grad_y, ctx.inner))
         return grads if needs_input_grad else (None, *grads[1:])
 
 
