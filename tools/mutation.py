@@ -92,7 +92,6 @@ class FileScore:
     total: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     equivalent: int = 0
-    minutes: float = 0.0
     open: list[tuple[str, str, str]] = field(default_factory=list)  # (mutant, status, diff)
     run: bool = True
 
@@ -106,8 +105,6 @@ def score(path: Path, entries: list[Entry]) -> FileScore:
         fs.run = False
         return fs
     data = json.loads(meta.read_text("utf-8"))
-    durations = data.get("durations_by_key", {})
-    fs.minutes = sum(v for v in durations.values() if v) / 60
     for name, code in sorted(data["exit_code_by_key"].items()):
         fs.total += 1
         s = status(code)
@@ -139,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = load_equivalent(Path(args.equivalent))
     rows = [score(f, entries) for f in files]
 
-    head = f"{'file':<34} {'mutants':>7} {'killed':>6} {'equiv':>5} {'survived':>8} {'no tests':>8} {'timeout':>7} {'other':>5} {'score':>7} {'min':>6}"
+    head = f"{'file':<34} {'mutants':>7} {'killed':>6} {'equiv':>5} {'survived':>8} {'no tests':>8} {'timeout':>7} {'other':>5} {'score':>7}"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -150,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         pct = f"{100 * c['killed'] / (r.total - r.equivalent):.1f}%" if r.total > r.equivalent else "-"
         print(
             f"{r.file:<34} {r.total:>7} {c['killed']:>6} {r.equivalent:>5} {c['survived']:>8} {c['no tests']:>8} "
-            f"{c['timeout']:>7} {c['other']:>5} {pct:>7} {r.minutes:>6.1f}"
+            f"{c['timeout']:>7} {c['other']:>5} {pct:>7}"
         )
     print("score: killed / (mutants - equivalent); survived, no tests, timeout and other are not killed")
 
