@@ -118,3 +118,18 @@ ACCEPTED = [
 def test_loss_validators_accept_ints_where_pytorch_takes_a_number(op, args, config):
     y, _ = kernels.get(op).forward(*args, **config)
     assert np.isfinite(y).all(), f"{op}: {y}"
+
+
+# ---- dropout: the error names the op it came from ----------------------------------------
+@pytest.mark.parametrize(
+    ("op", "x", "config", "message"),
+    [
+        ("dropout", np.ones((2, 3)), {"p": 1.5}, r"^dropout: dropout probability has to be between 0 and 1"),
+        ("dropout2d", np.ones((2, 3)), {"p": 1.5}, r"^dropout2d: dropout probability has to be between 0 and 1"),
+        ("dropout2d", np.ones(3), {"p": 0.5}, r"^dropout2d: x must have at least 2 dimensions"),
+    ],
+    ids=["dropout-p", "dropout2d-p", "dropout2d-1d"],
+)
+def test_dropout_errors_name_their_op(op, x, config, message):
+    with pytest.raises(ValueError, match=message):
+        kernels.get(op).forward(x, training=True, generator=np.random.default_rng(0), **config)
