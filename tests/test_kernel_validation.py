@@ -133,3 +133,9 @@ def test_loss_validators_accept_ints_where_pytorch_takes_a_number(op, args, conf
 def test_dropout_errors_name_their_op(op, x, config, message):
     with pytest.raises(ValueError, match=message):
         kernels.get(op).forward(x, training=True, generator=np.random.default_rng(0), **config)
+
+
+def test_linear_rejects_a_0d_input_in_these_words():
+    with pytest.raises(ValueError) as info:
+        kernels.get("linear").forward(np.array(1.0), np.ones((2, 1)), None)
+    assert str(info.value) == "linear: x must have at least 1 dimension (*, in_features), got a 0-D array"
