@@ -139,3 +139,12 @@ def test_linear_rejects_a_0d_input_in_these_words():
     with pytest.raises(ValueError) as info:
         kernels.get("linear").forward(np.array(1.0), np.ones((2, 1)), None)
     assert str(info.value) == "linear: x must have at least 1 dimension (*, in_features), got a 0-D array"
+
+
+def test_check_float_takes_any_of_a_tuple_of_ranks():
+    from refcnn.kernels._checks import check_float
+
+    for a in (np.ones((2, 3)), np.ones((2, 3, 4))):
+        check_float("op", "x", a, (2, 3))  # no error
+    with pytest.raises(ValueError, match=r"^op: x must be 2-D or 3-D, got shape \(2,\)$"):
+        check_float("op", "x", np.ones(2), (2, 3))
