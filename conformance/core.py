@@ -209,12 +209,12 @@ class Recorder:
         n: Any,
         S: Any,
         where: str = "",
-        signed_zeros: bool = False,
+        signed_zeros: bool | np.ndarray = False,
     ) -> bool:
         """Apply refcnn.testing's bound; record and return whether it held. Non-finite values
         must match exactly (nan where PyTorch gives nan, inf of the same sign); with
         ``signed_zeros`` (a result that selects an input's value, computing nothing) so must
-        the sign of a zero."""
+        the sign of a zero: everywhere, or where a boolean mask of the result's shape says."""
         if actual is None or expected is None:
             if actual is None and expected is None:
                 self.ok(impl, check)
@@ -231,7 +231,8 @@ class Recorder:
             )
             return False
         res = testing.compare(actual, expected, n, S, self.dtype)
-        signs = _zero_signs(actual, expected, impl) if res.passed and signed_zeros else ""
+        asked = np.ones(actual.shape, bool) if signed_zeros is True else signed_zeros
+        signs = _zero_signs(actual, expected, impl, asked) if res.passed and asked is not False else ""
         if signs:
             self.fail(impl, check, f"{where}: {signs}" if where else signs, 0.0, math.inf)
             return False
@@ -276,10 +277,11 @@ def _nonfinite_text(actual: Any, expected: Any, impl: str) -> str:
     )
 
 
-def _zero_signs(actual: Any, expected: Any, impl: str) -> str:
-    """Where a zero's sign differs from PyTorch's (-0.0 vs +0.0): what to say ("" nowhere)."""
+def _zero_signs(actual: Any, expected: Any, impl: str, where: Any) -> str:
+    """Where (among ``where``) a zero's sign differs from PyTorch's (-0.0 vs +0.0): what to say
+    ("" nowhere)."""
     a, e = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    bad = np.argwhere((a == 0) & (e == 0) & (np.signbit(a) != np.signbit(e)))
+    bad = np.argwhere((a == 0) & (e == 0) & (np.signbit(a) != np.signbit(e)) & np.asarray(where, bool))
     if not len(bad):
         return ""
     i = tuple(int(v) for v in bad[0])

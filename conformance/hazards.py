@@ -95,6 +95,10 @@ TORCH_UNDEFINED: dict[tuple[str, str], dict[str, str]] = {
         "grad_input": "PyTorch's elu backward at a nan input gives the upstream gradient in its scalar loop "
         "(short arrays, the tail of a long one) and nan in its vectorised loop: no one answer to match",
     },
+    ("max_pool2d", "nan"): {
+        "grad_input": "a window holding several nans has no maximum: PyTorch gives its gradient to the last nan "
+        "it scans, an order rather than a value (refcnn's own kernels follow it, which check indices pins)",
+    },
     ("hardtanh", "nan"): {
         "grad_input": "PyTorch's hardtanh backward at a nan input gives the upstream gradient in its scalar loop "
         "(short arrays, the tail of a long one) and 0 in its vectorised loop: no one answer to match",

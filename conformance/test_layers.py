@@ -19,7 +19,7 @@ import torch
 
 from refcnn import kernels
 from refcnn import notebook as nb
-from refcnn.conformance import engine
+from refcnn.conformance import engine, hazards
 from refcnn.conformance.layers import LayerProtocolError, is_layer, not_applicable, register_layer
 
 AFFINE: dict[str, Any] = {"params": {"weight": "W", "bias": "b"}, "grads": {"weight": "dW", "bias": "db"}}
@@ -92,11 +92,17 @@ class FixedSoftMaxCrossEntropy(nb.SoftMaxCrossEntropy):
         return -log_probs[np.arange(X.shape[0]), y].mean(), self.probs
 
 
+class FixedRelu(nb.Relu):
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        self.mask = ~(X <= 0)  # PyTorch passes the gradient through at nan
+        return np.where(X < 0, 0, X)  # the fix: X * (X > 0) makes -inf * 0 = nan; nan and -0.0 kept
+
+
 def _register(impl: str, fixed: bool) -> list[tuple[str, str]]:
     register_layer("conv2d", impl, lambda c: make_conv(c, FixedConv2D if fixed else nb.Conv2D), **AFFINE)
     register_layer("max_pool2d", impl, lambda c: make_pool(c, FixedMaxPool2D if fixed else nb.MaxPool2D))
     register_layer("linear", impl, make_linear, weight_layout="in_out", **AFFINE)
-    register_layer("relu", impl, lambda c: nb.Relu())
+    register_layer("relu", impl, lambda c: FixedRelu() if fixed else nb.Relu())
     loss = FixedSoftMaxCrossEntropy if fixed else nb.SoftMaxCrossEntropy
     register_layer("cross_entropy", impl, lambda c: make_loss(c, loss))
     return [(op, impl) for op in ("conv2d", "max_pool2d", "linear", "relu", "cross_entropy")]
@@ -346,11 +352,18 @@ def test_registration_errors(scratch: list[tuple[str, str]]) -> None:
 
 
 # ---- the proof: the notebook's layer set, checked by the ci profile ------------------------------
-def _run(op: str, dtype: str, impl: str) -> dict[str, Any]:
-    """The ci profile's tallies for one (op, dtype, impl), by check."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = engine.run_task(op, dtype, [impl], "ci", 0)
+def _run(op: str, dtype: str, impl: str, hazard_free: bool = False) -> dict[str, Any]:
+    """The ci profile's tallies for one (op, dtype, impl), by check (``hazard_free``: every case
+    without its hazard value)."""
+    cycle = hazards.CYCLE
+    if hazard_free:
+        hazards.CYCLE = ("none",)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = engine.run_task(op, dtype, [impl], "ci", 0)
+    finally:
+        hazards.CYCLE = cycle
     return {t.check: t for t in result.tallies}
 
 
@@ -389,11 +402,17 @@ def test_the_notebooks_layers_fail_for_their_real_defects_only(op: str, dtype: s
     elif op == "cross_entropy":  # bug 3: -log(p[y] + 1e-10)
         assert set(failed) <= {"forward", "finite_difference"} and "forward" in failed, failed
         fwd = failed["forward"]
-        if dtype == "float64":  # visible in every case: 1e-10 is a million times the float64 bound
-            assert fwd.failed == _supported(fwd) > 0 and fwd.worst_abs_err >= 1e-10
-            assert fwd.failure["detail"].startswith("forward")
+        if dtype == "float64":  # visible in every case without a hazard: 1e-10 is a million times the bound
+            assert fwd.worst_abs_err >= 1e-10 and fwd.failure["detail"].startswith("forward")
+            plain = _run(op, dtype, "notebook", hazard_free=True)["forward"]  # a nan or inf loss hides it
+            assert plain.failed == _supported(plain) > 0, (plain.failed, _supported(plain))
         else:  # in float32 only where p[y] < ~1e-5: the drawn logits of scale 1e4
             assert fwd.failed >= 1
+    elif op == "relu":  # bug 4: X * (X > 0) turns -inf into nan; found by the hazard values only
+        assert "forward" in failed, failed
+        assert "gives nan where PyTorch gives 0" in failed["forward"].failure["detail"], failed["forward"].failure
+        plain = _run(op, dtype, "notebook", hazard_free=True)
+        assert all(t.passed for c, t in _applicable(op, "notebook", plain).items()), plain
     else:
         assert not failed, {c: t.failure["detail"] for c, t in failed.items()}
         assert all(t.passed for t in rows.values())

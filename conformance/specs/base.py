@@ -316,7 +316,7 @@ class OpSpec(Spec):
         rec.ok(impl, "rejects")
         before = layouts.snapshot(inputs)
         written = layouts.changed(fresh, before, skip=self.updated(built))
-        exact = self.method == "selection"  # the result is one of x's values: a zero keeps x's sign
+        exact = self.zero_signs(inputs, ref.forward.value)
         if not rec.compare(
             impl, "forward", self.output(y), ref.forward.value, ref.forward.n, ref.forward.S, "forward", exact
         ):
@@ -430,6 +430,18 @@ class OpSpec(Spec):
         rec: core.Recorder,
     ) -> None:
         """Extra forward outputs (max_pool2d's indices) checked inside ``forward``."""
+
+    def zero_signs(self, inputs: dict[str, Any], expected: Any) -> bool | np.ndarray:
+        """Where the forward's zeros must have PyTorch's sign: in a selection (the result is one of
+        x's values, computing nothing) a zero keeps its input's sign. An elementwise selection
+        (relu, hardtanh, flatten: as many results as inputs, in order) is asked only where x itself
+        is a zero; relu(-1) is a constant 0, whose sign is no input's."""
+        if self.method != "selection":
+            return False
+        x = inputs.get("x")
+        if isinstance(x, np.ndarray) and x.size == np.size(expected):
+            return np.asarray(x == 0).reshape(np.shape(expected))
+        return True
 
     def fd_allowed(self, built: Built, arrays: dict[str, Any]) -> bool:
         """Finite differences on this case: small enough, and smooth (``built.extra["no_fd"]``
