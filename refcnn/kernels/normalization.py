@@ -25,11 +25,9 @@ parameter gradients and untouched running statistics).
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from numbers import Real
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -156,19 +154,10 @@ def validate_layer_norm(x: Any, weight: Any, bias: Any, *, normalized_shape: Any
 
 
 # ---- shared helpers -----------------------------------------------------------------------
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _ieee(fn: _F) -> _F:
-    """Run ``fn`` with IEEE results and no NumPy warnings: PyTorch returns inf/nan silently for
-    eps = 0 on a constant set (1/sqrt(0), then 0 * inf) and for non-finite inputs; so do these."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return fn(*args, **kwargs)
-
-    return cast(_F, wrapper)
+# Each kernel runs under np.errstate(divide="ignore", invalid="ignore"): PyTorch returns inf/nan
+# silently for eps = 0 on a constant set (1/sqrt(0), then 0 * inf) and for non-finite inputs;
+# so do these. (A `with` in the body rather than a decorator: mutmut does not mutate decorated
+# functions, and tox -e mutation must reach these bodies.)
 
 
 def _rsqrt(var: Any, eps: float) -> Any:
@@ -199,7 +188,6 @@ class BatchNormRefCtx(NamedTuple):
     batch_stats: bool
 
 
-@_ieee
 def batch_norm_reference_forward(
     x: np.ndarray,
     weight: np.ndarray | None,
@@ -234,66 +222,67 @@ def batch_norm_reference_forward(
         dx    = dxhat * rstd                                         (evaluation: mu, var are constants)
         dw_c  = sum(g * xhat),   db_c = sum(g)
     """
-    x = np.ascontiguousarray(x)  # C order: each channel's sums then add in one order, any layout
-    C = x.shape[1]
-    xc = np.empty_like(x)
-    rstd = np.empty(C, dtype=x.dtype)
-    y = np.empty_like(x)
-    use_batch = bool(training)
-    if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.ascontiguousarray(x)  # C order: each channel's sums then add in one order, any layout
+        C = x.shape[1]
+        xc = np.empty_like(x)
+        rstd = np.empty(C, dtype=x.dtype)
+        y = np.empty_like(x)
+        use_batch = bool(training)
+        if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
+            return y, BatchNormRefCtx(xc, rstd, weight, bias is not None, use_batch)
+        for c in range(C):
+            v = x[:, c]  # every value of channel c, shape (N, *)
+            M = v.size
+            if use_batch:
+                mean = v.sum() / M
+                var = ((v - mean) ** 2).sum() / M
+                if running_mean is not None and running_var is not None:
+                    running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
+                    # running_var takes the unbiased variance, as PyTorch does
+                    running_var[c] = (1 - momentum) * running_var[c] + momentum * (var * M / (M - 1))
+            else:
+                assert running_mean is not None and running_var is not None
+                mean, var = running_mean[c], running_var[c]
+            rstd[c] = _rsqrt(var, eps)
+            xc[:, c] = v - mean
+            y[:, c] = xc[:, c] * rstd[c]
+            if weight is not None:
+                y[:, c] *= weight[c]
+            if bias is not None:
+                y[:, c] += bias[c]
         return y, BatchNormRefCtx(xc, rstd, weight, bias is not None, use_batch)
-    for c in range(C):
-        v = x[:, c]  # every value of channel c, shape (N, *)
-        M = v.size
-        if use_batch:
-            mean = v.sum() / M
-            var = ((v - mean) ** 2).sum() / M
-            if running_mean is not None and running_var is not None:
-                running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
-                # running_var takes the unbiased variance, as PyTorch does
-                running_var[c] = (1 - momentum) * running_var[c] + momentum * (var * M / (M - 1))
-        else:
-            assert running_mean is not None and running_var is not None
-            mean, var = running_mean[c], running_var[c]
-        rstd[c] = _rsqrt(var, eps)
-        xc[:, c] = v - mean
-        y[:, c] = xc[:, c] * rstd[c]
-        if weight is not None:
-            y[:, c] *= weight[c]
-        if bias is not None:
-            y[:, c] += bias[c]
-    return y, BatchNormRefCtx(xc, rstd, weight, bias is not None, use_batch)
 
 
-@_ieee
 def batch_norm_reference_backward(
     grad_y: np.ndarray, ctx: BatchNormRefCtx, *, needs_input_grad: bool = True
 ) -> tuple[Any, Any, Any]:
-    xc, rstd, weight = ctx.xc, ctx.rstd, ctx.weight
-    grad_y = np.ascontiguousarray(grad_y)  # C order, as x in forward
-    C = xc.shape[1]
-    gx = np.zeros_like(xc)
-    gw = None if weight is None else np.zeros_like(weight)
-    gb = np.zeros_like(rstd) if ctx.has_bias else None
-    if xc.size == 0:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc, rstd, weight = ctx.xc, ctx.rstd, ctx.weight
+        grad_y = np.ascontiguousarray(grad_y)  # C order, as x in forward
+        C = xc.shape[1]
+        gx = np.zeros_like(xc)
+        gw = None if weight is None else np.zeros_like(weight)
+        gb = np.zeros_like(rstd) if ctx.has_bias else None
+        if xc.size == 0:
+            return gx if needs_input_grad else None, gw, gb
+        for c in range(C):
+            g = grad_y[:, c]
+            d = xc[:, c]
+            M = d.size
+            r = rstd[c]
+            if gw is not None:
+                gw[c] = (g * (d * r)).sum()
+            if gb is not None:
+                gb[c] = g.sum()
+            dxhat = g if weight is None else g * weight[c]
+            if ctx.batch_stats:
+                dvar = -0.5 * r**3 * (dxhat * d).sum()
+                dmu = -r * dxhat.sum() + dvar * (-2 / M) * d.sum()
+                gx[:, c] = dxhat * r + dvar * 2 * d / M + dmu / M
+            else:
+                gx[:, c] = dxhat * r
         return gx if needs_input_grad else None, gw, gb
-    for c in range(C):
-        g = grad_y[:, c]
-        d = xc[:, c]
-        M = d.size
-        r = rstd[c]
-        if gw is not None:
-            gw[c] = (g * (d * r)).sum()
-        if gb is not None:
-            gb[c] = g.sum()
-        dxhat = g if weight is None else g * weight[c]
-        if ctx.batch_stats:
-            dvar = -0.5 * r**3 * (dxhat * d).sum()
-            dmu = -r * dxhat.sum() + dvar * (-2 / M) * d.sum()
-            gx[:, c] = dxhat * r + dvar * 2 * d / M + dmu / M
-        else:
-            gx[:, c] = dxhat * r
-    return gx if needs_input_grad else None, gw, gb
 
 
 # ---- batch_norm: fast -----------------------------------------------------------------------
@@ -317,7 +306,6 @@ class BatchNormCtx(NamedTuple):
     x_shape: tuple[int, ...]
 
 
-@_ieee
 def batch_norm_fast_forward(
     x: np.ndarray,
     weight: np.ndarray | None,
@@ -338,58 +326,59 @@ def batch_norm_fast_forward(
     E[x**2] - E[x]**2); the elementwise steps reuse one buffer in place. Backward is the
     closed form dx = w * rstd * (g - (sum(g) + xhat * sum(g * xhat)) / M), two reductions.
     """
-    N, C = x.shape[:2]
-    use_batch = bool(training)
-    L = math.prod(x.shape[2:])
-    x3 = np.ascontiguousarray(x).reshape(N, C, L)  # C order: the sums add in one order, any layout
-    M = N * L
-    if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
-        ctx = BatchNormCtx(np.empty_like(x3), np.ones(C, x.dtype), weight, bias is not None, use_batch, x.shape)
-        return np.empty_like(x), ctx
-    if use_batch:
-        mean = _channel_sum(x3) / M
-        xc = x3 - mean[:, None]
-        var = _channel_sum(xc * xc) / M
-        if running_mean is not None and running_var is not None:
-            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
-            # running_var takes the unbiased variance, as PyTorch does
-            running_var[...] = (1 - momentum) * running_var + momentum * (var * M / (M - 1))
-    else:
-        assert running_mean is not None and running_var is not None
-        xc = x3 - running_mean[:, None]
-        var = running_var
-    rstd = _rsqrt(var, eps)
-    xhat = xc
-    xhat *= rstd[:, None]
-    y = xhat * (1 if weight is None else weight[:, None])  # a new array: ctx keeps xhat unaliased
-    if bias is not None:
-        y += bias[:, None]
-    return y.reshape(x.shape), BatchNormCtx(xhat, rstd, weight, bias is not None, use_batch, x.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        N, C = x.shape[:2]
+        use_batch = bool(training)
+        L = math.prod(x.shape[2:])
+        x3 = np.ascontiguousarray(x).reshape(N, C, L)  # C order: the sums add in one order, any layout
+        M = N * L
+        if x.size == 0:  # an empty batch: empty output, running statistics untouched (PyTorch)
+            ctx = BatchNormCtx(np.empty_like(x3), np.ones(C, x.dtype), weight, bias is not None, use_batch, x.shape)
+            return np.empty_like(x), ctx
+        if use_batch:
+            mean = _channel_sum(x3) / M
+            xc = x3 - mean[:, None]
+            var = _channel_sum(xc * xc) / M
+            if running_mean is not None and running_var is not None:
+                running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+                # running_var takes the unbiased variance, as PyTorch does
+                running_var[...] = (1 - momentum) * running_var + momentum * (var * M / (M - 1))
+        else:
+            assert running_mean is not None and running_var is not None
+            xc = x3 - running_mean[:, None]
+            var = running_var
+        rstd = _rsqrt(var, eps)
+        xhat = xc
+        xhat *= rstd[:, None]
+        y = xhat * (1 if weight is None else weight[:, None])  # a new array: ctx keeps xhat unaliased
+        if bias is not None:
+            y += bias[:, None]
+        return y.reshape(x.shape), BatchNormCtx(xhat, rstd, weight, bias is not None, use_batch, x.shape)
 
 
-@_ieee
 def batch_norm_fast_backward(
     grad_y: np.ndarray, ctx: BatchNormCtx, *, needs_input_grad: bool = True
 ) -> tuple[Any, Any, Any]:
-    xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
-    N, C, L = xhat.shape
-    g3 = np.ascontiguousarray(grad_y).reshape(N, C, L)  # C order, as x in forward
-    sum_g = _channel_sum(g3)
-    sum_gxhat = _channel_sum(g3 * xhat)
-    gw = None if weight is None else sum_gxhat
-    gb = sum_g if ctx.has_bias else None
-    if not needs_input_grad:
-        return None, gw, gb
-    scale = rstd if weight is None else weight * rstd
-    if ctx.batch_stats and xhat.size:
-        M = N * L
-        gx = xhat * (sum_gxhat / M)[:, None]
-        gx += (sum_g / M)[:, None]
-        np.subtract(g3, gx, out=gx)
-        gx *= scale[:, None]
-    else:
-        gx = g3 * scale[:, None]
-    return gx.reshape(ctx.x_shape), gw, gb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xhat, rstd, weight = ctx.xhat, ctx.rstd, ctx.weight
+        N, C, L = xhat.shape
+        g3 = np.ascontiguousarray(grad_y).reshape(N, C, L)  # C order, as x in forward
+        sum_g = _channel_sum(g3)
+        sum_gxhat = _channel_sum(g3 * xhat)
+        gw = None if weight is None else sum_gxhat
+        gb = sum_g if ctx.has_bias else None
+        if not needs_input_grad:
+            return None, gw, gb
+        scale = rstd if weight is None else weight * rstd
+        if ctx.batch_stats and xhat.size:
+            M = N * L
+            gx = xhat * (sum_gxhat / M)[:, None]
+            gx += (sum_g / M)[:, None]
+            np.subtract(g3, gx, out=gx)
+            gx *= scale[:, None]
+        else:
+            gx = g3 * scale[:, None]
+        return gx.reshape(ctx.x_shape), gw, gb
 
 
 # ---- group_norm and layer_norm: one vectorised reference each -------------------------------
@@ -423,28 +412,27 @@ def _row_sum(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return a.sum(axis=axes, dtype=np.float64).astype(a.dtype)
 
 
-@_ieee
 def _norm_backward(grad_y: np.ndarray, ctx: NormCtx, needs_input_grad: bool) -> tuple[Any, Any, Any]:
-    xhat = ctx.xhat.reshape(ctx.x_shape)
-    grad_y = np.ascontiguousarray(grad_y)  # C order: the set sums add in one order, any layout
-    gx = None
-    if needs_input_grad:
-        gh = grad_y if ctx.weight is None else grad_y * ctx.weight
-        gh_sets = gh.reshape(ctx.xhat.shape)
-        M = ctx.xhat.shape[-1]
-        if M == 0:
-            gx = np.zeros(ctx.x_shape, grad_y.dtype)
-        else:
-            sum_gh = gh_sets.sum(axis=-1, keepdims=True)
-            sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
-            gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
-    # Over the leading axes NumPy adds row after row: in float64, rounded once (B rows of float32 drift).
-    gw = None if ctx.weight is None else _row_sum(grad_y * xhat, ctx.param_axes).reshape(ctx.param_shape)
-    gb = _row_sum(grad_y, ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
-    return gx, gw, gb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xhat = ctx.xhat.reshape(ctx.x_shape)
+        grad_y = np.ascontiguousarray(grad_y)  # C order: the set sums add in one order, any layout
+        gx = None
+        if needs_input_grad:
+            gh = grad_y if ctx.weight is None else grad_y * ctx.weight
+            gh_sets = gh.reshape(ctx.xhat.shape)
+            M = ctx.xhat.shape[-1]
+            if M == 0:
+                gx = np.zeros(ctx.x_shape, grad_y.dtype)
+            else:
+                sum_gh = gh_sets.sum(axis=-1, keepdims=True)
+                sum_ghxhat = (gh_sets * ctx.xhat).sum(axis=-1, keepdims=True)
+                gx = (ctx.rstd / M * (M * gh_sets - sum_gh - ctx.xhat * sum_ghxhat)).reshape(ctx.x_shape)
+        # Over the leading axes NumPy adds row after row: in float64, rounded once (B rows of float32 drift).
+        gw = None if ctx.weight is None else _row_sum(grad_y * xhat, ctx.param_axes).reshape(ctx.param_shape)
+        gb = _row_sum(grad_y, ctx.param_axes).reshape(ctx.param_shape) if ctx.has_bias else None
+        return gx, gw, gb
 
 
-@_ieee
 def group_norm_forward(
     x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, *, num_groups: int, eps: float
 ) -> tuple[np.ndarray, NormCtx]:
@@ -457,25 +445,25 @@ def group_norm_forward(
         dx   = rstd / M * (M * gh - sum_set(gh) - xhat * sum_set(gh * xhat)),  gh = g * w_c
         dw_c = sum_{n, *} g * xhat,   db_c = sum_{n, *} g
     """
-    N, C = x.shape[:2]
-    G = int(num_groups)
-    M = C // G * math.prod(x.shape[2:])
-    xhat_sets, rstd = _normalise(x.reshape(N * G, M), eps)
-    shape = _channel_shape(x)
-    w = None if weight is None else weight.reshape(shape)
-    xhat = xhat_sets.reshape(x.shape)
-    y = xhat * (1 if w is None else w)  # a new array: ctx keeps xhat unaliased
-    if bias is not None:
-        y += bias.reshape(shape)
-    axes = (0, *range(2, x.ndim))
-    return y, NormCtx(xhat_sets, rstd, w, axes, (C,), bias is not None, x.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        N, C = x.shape[:2]
+        G = int(num_groups)
+        M = C // G * math.prod(x.shape[2:])
+        xhat_sets, rstd = _normalise(x.reshape(N * G, M), eps)
+        shape = _channel_shape(x)
+        w = None if weight is None else weight.reshape(shape)
+        xhat = xhat_sets.reshape(x.shape)
+        y = xhat * (1 if w is None else w)  # a new array: ctx keeps xhat unaliased
+        if bias is not None:
+            y += bias.reshape(shape)
+        axes = (0, *range(2, x.ndim))
+        return y, NormCtx(xhat_sets, rstd, w, axes, (C,), bias is not None, x.shape)
 
 
 def group_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
     return _norm_backward(grad_y, ctx, needs_input_grad)
 
 
-@_ieee
 def layer_norm_forward(
     x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, *, normalized_shape: tuple[int, ...], eps: float
 ) -> tuple[np.ndarray, NormCtx]:
@@ -490,16 +478,17 @@ def layer_norm_forward(
         dx = rstd / M * (M * gh - sum_set(gh) - xhat * sum_set(gh * xhat)),  gh = g * w
         dw = sum over the leading axes of g * xhat,   db = sum over the leading axes of g
     """
-    k = len(normalized_shape)
-    M = math.prod(normalized_shape)
-    B = math.prod(x.shape[: x.ndim - k])
-    xhat_sets, rstd = _normalise(x.reshape(B, M), eps)
-    xhat = xhat_sets.reshape(x.shape)
-    y = xhat * (1 if weight is None else weight)  # a new array: ctx keeps xhat unaliased
-    if bias is not None:
-        y += bias
-    axes = tuple(range(x.ndim - k))
-    return y, NormCtx(xhat_sets, rstd, weight, axes, tuple(normalized_shape), bias is not None, x.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = len(normalized_shape)
+        M = math.prod(normalized_shape)
+        B = math.prod(x.shape[: x.ndim - k])
+        xhat_sets, rstd = _normalise(x.reshape(B, M), eps)
+        xhat = xhat_sets.reshape(x.shape)
+        y = xhat * (1 if weight is None else weight)  # a new array: ctx keeps xhat unaliased
+        if bias is not None:
+            y += bias
+        axes = tuple(range(x.ndim - k))
+        return y, NormCtx(xhat_sets, rstd, weight, axes, tuple(normalized_shape), bias is not None, x.shape)
 
 
 def layer_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
