@@ -158,7 +158,7 @@ def test_fast_processes_the_batch_in_chunks_like_one_piece(monkeypatch, images, 
     _, C_in, H, W, C_out, kernel, stride, padding, dilation, groups, bias = CONFIGS[case]
     x, w, b, gy, config = make_inputs(np.random.default_rng(3), 5, C_in, H, W, C_out, kernel, stride, padding,
                                       dilation, groups, bias)  # fmt: skip
-    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: images))
+    monkeypatch.setattr(_im2col, "images_per_chunk", lambda *_: images)
     check_against_reference("fast", np.float64, x, w, b, gy, **config)
 
 
@@ -259,7 +259,7 @@ def test_non_finite_values_in_a_batch_split_into_chunks(monkeypatch, where):
     gy = rng.standard_normal((5, 3, 3, 2))
     geo = _im2col.geometry(x.shape, w, gy.shape[2:], (1, 2), (0, 0), (1, 1), 1, x, w)
     assert not geo.wide
-    monkeypatch.setattr(_im2col.Geometry, "chunk", property(lambda geo: 2))
+    monkeypatch.setattr(_im2col, "images_per_chunk", lambda *_: 2)
     with np.errstate(invalid="ignore", over="ignore"):
         check_against_reference("fast", np.float64, x, w, b, gy, stride=(1, 2))
 

@@ -33,7 +33,7 @@ import functools
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -93,55 +93,41 @@ class Geometry:
     wide_ok: bool
     itemsize: int
 
-    @functools.cached_property
-    def Pq(self) -> int:
-        """Phase columns per image: the images of a chunk lie side by side along each padded
-        row, each followed by the pW zero columns it shares with the next (its pitch, W + pW
-        rounded up to a multiple of sW, so that every image meets the same phases)."""
-        return -(-(self.W + self.padding[1]) // self.stride[1])
+    # Derived in __post_init__ (plain statements, not cached properties: mutmut does not
+    # mutate decorated functions, and tox -e mutation must reach this arithmetic).
+    Pq: int = field(init=False)  # phase columns per image
+    Hq: int = field(init=False)  # rows of a phase
+    wide: bool = field(init=False)  # the wide layout (whole phase rows) or the narrow one
+    Wc: int = field(init=False)  # product columns per image and output row
+    K: int = field(init=False)  # reduction length of one group's product
+    image_bytes: int = field(init=False)  # one image's share of a chunk's buffers
+    chunk: int = field(init=False)  # images per chunk
+    Rq: int = field(init=False)  # length of a phase row
 
-    @functools.cached_property
-    def Hq(self) -> int:
-        """Rows of a phase: the padded image's, plus a spare zero row for the wide runs' overhang."""
-        return -(-(self.H + 2 * self.padding[0]) // self.stride[0]) + 1
+    def __post_init__(self) -> None:
+        def put(name: str, value: int | bool) -> None:
+            object.__setattr__(self, name, value)
 
-    @functools.cached_property
-    def wide(self) -> bool:
-        # Whole phase rows cost Pq - W_out extra columns per image in every product: worth
-        # it (one contiguous run per channel) while they are at most as many as the real ones.
-        return self.wide_ok and self.Pq <= 2 * self.W_out
-
-    @functools.cached_property
-    def Wc(self) -> int:
-        """Product columns per image and output row."""
-        return self.Pq if self.wide else self.W_out
-
-    @functools.cached_property
-    def K(self) -> int:
-        """Reduction length of one group's product: channels per group x kernel offsets."""
-        return self.C // self.groups * self.kernel[0] * self.kernel[1]
-
-    @functools.cached_property
-    def image_bytes(self) -> int:
-        """One image's share of a chunk's buffers: columns, rows and two phase buffers."""
+        (kH, kW), (sH, sW), (pH, pW) = self.kernel, self.stride, self.padding
+        # The images of a chunk lie side by side along each padded row, each followed by the pW
+        # zero columns it shares with the next (its pitch, W + pW rounded up to a multiple of
+        # sW, so that every image meets the same phases).
+        put("Pq", -(-(self.W + pW) // sW))
+        # A phase's rows are the padded image's, plus a spare zero row for the wide runs' overhang.
+        put("Hq", -(-(self.H + 2 * pH) // sH) + 1)
+        # Whole phase rows cost Pq - W_out extra columns per image in every product: worth it
+        # (one contiguous run per channel) while they are at most as many as the real ones.
+        put("wide", self.wide_ok and self.Pq <= 2 * self.W_out)
+        put("Wc", self.Pq if self.wide else self.W_out)
+        put("K", self.C // self.groups * kH * kW)  # channels per group x kernel offsets
+        # One image's columns, rows and two phase buffers.
         grid = self.H_out * self.Wc
-        phases = self.C * self.stride[0] * self.stride[1] * self.Hq * self.Pq
-        return (self.C * self.kernel[0] * self.kernel[1] * grid + self.C_out * grid + 2 * phases) * self.itemsize
-
-    @functools.cached_property
-    def chunk(self) -> int:
-        """Images per chunk: the batch split evenly into as few chunks as keep each chunk's
-        buffers within CHUNK_BYTES and within 3/4 of the batch's full im2col matrix (so that
-        a call's extra memory, temporaries included, stays below that matrix), at least one."""
-        im2col = self.C * self.kernel[0] * self.kernel[1] * self.N * self.H_out * self.W_out * self.itemsize
-        most = max(1, min(CHUNK_BYTES, 3 * im2col // 4) // self.image_bytes)
-        count = max(1, -(-self.N // most))
-        return max(1, -(-self.N // count))
-
-    @functools.cached_property
-    def Rq(self) -> int:
-        """Length of a phase row: a chunk's images side by side, then the last one's right padding."""
-        return self.chunk * self.Pq + -(-self.padding[1] // self.stride[1])
+        phases = self.C * sH * sW * self.Hq * self.Pq
+        put("image_bytes", (self.C * kH * kW * grid + self.C_out * grid + 2 * phases) * self.itemsize)
+        im2col = self.C * kH * kW * self.N * self.H_out * self.W_out * self.itemsize
+        put("chunk", images_per_chunk(self.N, self.image_bytes, im2col))
+        # A chunk's images side by side, then the last one's right padding.
+        put("Rq", self.chunk * self.Pq + -(-pW // sW))
 
     def chunks(self) -> Iterator[tuple[int, int]]:
         """(start, stop) of each chunk of the batch."""
@@ -195,6 +181,15 @@ class Geometry:
             np.add(grid, bias[:, None, None], out=out)
 
 
+def images_per_chunk(N: int, image_bytes: int, im2col_bytes: int) -> int:
+    """The batch of N split evenly into as few chunks as keep each chunk's buffers (image_bytes
+    per image) within CHUNK_BYTES and within 3/4 of the batch's full im2col matrix (so that a
+    call's extra memory, temporaries included, stays below that matrix), at least one image each."""
+    most = max(1, min(CHUNK_BYTES, 3 * im2col_bytes // 4) // image_bytes)
+    count = max(1, -(-N // most))
+    return max(1, -(-N // count))
+
+
 def geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...], stride: Pair, padding: Pair,
              dilation: Pair, groups: int, *zero_times: np.ndarray) -> Geometry:  # fmt: skip
     """The geometry of one call. ``zero_times``: the arrays whose entries meet the zeros of the
@@ -207,10 +202,9 @@ def geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...]
                     groups, out_hw[0], out_hw[1], wide_ok, weight.dtype.itemsize)  # fmt: skip
 
 
-@functools.lru_cache(maxsize=256)
 def _offsets(geo: Geometry, chunk: int) -> tuple[dict[tuple[int, int], int], tuple[int, ...], tuple[int, ...]]:
     """Where each kernel offset's view starts in a channel's block of the phase buffer, and
-    the views' grid shape and element strides (computed once per geometry and chunk size)."""
+    the views' grid shape and element strides."""
     sH, sW = geo.stride
     R, block = geo.Rq, sH * sW * geo.Hq * geo.Rq
     starts = {}
@@ -228,6 +222,11 @@ def _offsets(geo: Geometry, chunk: int) -> tuple[dict[tuple[int, int], int], tup
     return starts, (geo.chunk, geo.H_out, geo.W_out), (geo.Pq, R, 1)
 
 
+# Computed once per geometry and chunk size. (Wrapped here rather than decorated: mutmut does
+# not mutate decorated functions.)
+_offsets_once = functools.lru_cache(maxsize=256)(_offsets)
+
+
 class Phases:
     """A chunk's stride-phase buffer (C, sH, sW, Hq, Rq) and the view each kernel offset meets.
 
@@ -242,7 +241,7 @@ class Phases:
         self.geo = geo
         self.buf = scratch(role, (geo.C, *geo.stride, geo.Hq, geo.Rq), dtype)
         self.buf[...] = 0
-        self.starts, self.grid_shape, grid_steps = _offsets(geo, geo.chunk)
+        self.starts, self.grid_shape, grid_steps = _offsets_once(geo, geo.chunk)
         item = self.buf.itemsize
         self.grid_strides = tuple(step * item for step in grid_steps)
         self.whole: np.ndarray | None = None
@@ -250,14 +249,13 @@ class Phases:
             offsets = (geo.dilation[0] * geo.Rq * item, geo.dilation[1] * item)
             shape = (geo.C, *geo.kernel, *self.grid_shape)
             self.whole = strided(self.buf, 0, shape, (self.buf.strides[0], *offsets, *self.grid_strides))
-
-    @functools.cached_property
-    def views(self) -> dict[tuple[int, int], np.ndarray]:
-        """Kernel offset (p, q) -> its (C, *grid) view of the buffer."""
+        # Kernel offset (p, q) -> its (C, *grid) view of the buffer.
+        self.views: dict[tuple[int, int], np.ndarray]
         if self.whole is not None:
-            return {pq: self.whole[:, pq[0], pq[1]] for pq in self.starts}
-        shape, strides = (self.geo.C, *self.grid_shape), (self.buf.strides[0], *self.grid_strides)
-        return {pq: strided(self.buf, start, shape, strides) for pq, start in self.starts.items()}
+            self.views = {pq: self.whole[:, pq[0], pq[1]] for pq in self.starts}
+        else:
+            shape, strides = (geo.C, *self.grid_shape), (self.buf.strides[0], *self.grid_strides)
+            self.views = {pq: strided(self.buf, start, shape, strides) for pq, start in self.starts.items()}
 
     def _images(self, a: int, b: int, phase_rows: slice) -> np.ndarray:
         """Phase (a, b)'s rows as (C, rows, chunk, Pq): image m's columns apart."""

@@ -260,18 +260,22 @@ class FastMaxPoolCtx:
 
     @property
     def indices(self) -> np.ndarray:
+        """PyTorch's flat indices, derived on first use."""
+        if self._indices is None:
+            self._indices = self.flat_indices()
+        return self._indices
+
+    def flat_indices(self) -> np.ndarray:
         """PyTorch's flat indices: ih * W + iw with ih = i*sH - pH + p*dH, iw = j*sW - pW + q*dW,
         i.e. a per-window base (i*sH - pH)*W + (j*sW - pW) plus a per-offset step looked up
         by code = p*kW + q."""
-        if self._indices is None:
-            H_out, W_out = self.code.shape[2:]
-            (kH, kW), (sH, sW), (pH, pW), (dH, dW) = self.kernel_size, self.stride, self.padding, self.dilation
-            W = self.x_shape[3]
-            o = np.arange(kH * kW, dtype=np.int64)
-            step = (o // kW) * dH * W + (o % kW) * dW
-            base = (np.arange(H_out) * sH - pH)[:, None] * W + (np.arange(W_out) * sW - pW)[None, :]
-            self._indices = np.take(step, self.code) + base
-        return self._indices
+        H_out, W_out = self.code.shape[2:]
+        (kH, kW), (sH, sW), (pH, pW), (dH, dW) = self.kernel_size, self.stride, self.padding, self.dilation
+        W = self.x_shape[3]
+        o = np.arange(kH * kW, dtype=np.int64)
+        step = (o // kW) * dH * W + (o % kW) * dW
+        base = (np.arange(H_out) * sH - pH)[:, None] * W + (np.arange(W_out) * sW - pW)[None, :]
+        return np.take(step, self.code) + base
 
 
 def _clip(out: int, size: int, stride: int, shift: int) -> tuple[slice, slice] | None:

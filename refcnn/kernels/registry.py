@@ -25,10 +25,9 @@ registered, else the first one registered.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,18 +193,20 @@ def get(op: str, impl: str | None = None) -> Kernel:
     return kernel
 
 
-@contextlib.contextmanager
-def use(**choices: str) -> Iterator[None]:
+class use:  # lowercase, as torch.no_grad: used as `with kernels.use(...)`
     """``with kernels.use(conv2d="reference"): ...`` picks implementations in this thread
     for the block; blocks nest, the innermost wins."""
-    for op, impl in choices.items():
-        _check_choice(op, impl)
-    stack = _stack()
-    stack.append(dict(choices))
-    try:
-        yield
-    finally:
-        stack.pop()
+
+    def __init__(self, **choices: str) -> None:
+        for op, impl in choices.items():
+            _check_choice(op, impl)
+        self.choices = dict(choices)
+
+    def __enter__(self) -> None:
+        _stack().append(self.choices)
+
+    def __exit__(self, *exc: object) -> None:
+        _stack().pop()
 
 
 def set_default(op: str, impl: str) -> None:
