@@ -202,3 +202,12 @@ def test_erfc_evaluates_each_element_once(monkeypatch):
     got = erfc(np.arange(n, dtype=np.float64).reshape(5, 7000))
     np.testing.assert_array_equal(got.reshape(-1), np.arange(n))
     assert sum(sizes) == n, f"{sum(sizes)} elements evaluated for {n} ({len(sizes)} blocks)"
+
+
+def test_erfc_of_nan_returns_that_nan_sign_included():
+    # torch.special.erfc and libm's erfc (math.erfc) return a nan argument itself: erfc(-nan)
+    # is -nan, not a fresh nan
+    z = np.array([-np.nan, np.nan, -np.nan, 0.25, 3.0])
+    got = erfc(z)
+    assert np.isnan(got[:3]).all()
+    np.testing.assert_array_equal(np.signbit(got[:3]), [True, False, True], err_msg=f"signs of erfc({z[:3]})")
