@@ -211,3 +211,27 @@ def test_erfc_of_nan_returns_that_nan_sign_included():
     got = erfc(z)
     assert np.isnan(got[:3]).all()
     np.testing.assert_array_equal(np.signbit(got[:3]), [True, False, True], err_msg=f"signs of erfc({z[:3]})")
+
+
+# ---- found while writing these: a float32 x with a config value beyond float32's range -----
+@pytest.mark.xfail(
+    strict=True,
+    reason="refcnn bug: the validators accept a real config value that float32 cannot hold; the kernel then "
+    "warns 'overflow encountered in cast' (numpy) where PyTorch raises a clear error",
+)
+@pytest.mark.parametrize(
+    "op, config",
+    [
+        ("leaky_relu", {"negative_slope": 1e300}),
+        ("elu", {"alpha": 1e300}),
+        ("hardtanh", {"min_val": -1e300, "max_val": 1.0}),
+    ],
+    ids=["leaky-relu-slope", "elu-alpha", "hardtanh-min"],
+)
+def test_float32_config_beyond_float32_range_is_rejected_as_pytorch(op, config):
+    # PyTorch 2.13, float32 input: RuntimeError "value cannot be converted to type float without overflow"
+    x = np.array([-2.0, 0.0, 3.0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises((ValueError, TypeError), match=rf"^{op}: "):
+            kernels.get(op).forward(x, **config)
