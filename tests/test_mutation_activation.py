@@ -2,7 +2,7 @@
 each test holds refcnn to PyTorch's value or error, or to erfc's own stated accuracy, at an
 input no other test reached.
 
-- Validation: each elementwise op names itself and the argument in its error (``hardtanh: x
+- Validation: each op names itself and the argument in its error (``hardtanh: x
   must be ...``), and hardtanh checks its bounds' order against the default of the one left out.
 - Defaults: a kernel called without its config uses PyTorch's defaults (negative_slope 0.01,
   hardtanh's [-1, 1]).
@@ -32,16 +32,20 @@ ELEMENTWISE = ["relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "
 
 
 # ---- validation: the op and the argument named in the error ----------------------------------
-@pytest.mark.parametrize("op", ELEMENTWISE)
-def test_elementwise_op_names_itself_and_x_for_a_non_array(op):
+OPS = [(op, {}) for op in ELEMENTWISE] + [("softmax", {"dim": 0}), ("log_softmax", {"dim": -1})]
+OP_IDS = [op for op, _ in OPS]
+
+
+@pytest.mark.parametrize("op, config", OPS, ids=OP_IDS)
+def test_op_names_itself_and_x_for_a_non_array(op, config):
     with pytest.raises(TypeError, match=rf"^{op}: x must be a numpy.ndarray, got list$"):
-        kernels.get(op).forward([1.0, -2.0])
+        kernels.get(op).forward([1.0, -2.0], **config)
 
 
-@pytest.mark.parametrize("op", ELEMENTWISE)
-def test_elementwise_op_names_itself_and_x_for_an_integer_array(op):
+@pytest.mark.parametrize("op, config", OPS, ids=OP_IDS)
+def test_op_names_itself_and_x_for_an_integer_array(op, config):
     with pytest.raises(TypeError, match=rf"^{op}: x must be float32 or float64, got dtype int64$"):
-        kernels.get(op).forward(np.arange(3, dtype=np.int64))
+        kernels.get(op).forward(np.arange(3, dtype=np.int64), **config)
 
 
 @pytest.mark.parametrize(
