@@ -96,6 +96,14 @@ def test_hardtanh_without_bounds_clamps_to_pytorchs_minus_one_one(dtype):
     np.testing.assert_array_equal(gx, np.array([[0, 0, 2], [0, 0, 0]], dtype))  # 0 at both bounds
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_elu_without_alpha_uses_pytorchs_1(dtype):
+    x = np.array([[-3.0, 2.0, -0.5], [0.0, -100.0, 4.0]], dtype)
+    y, _ = kernels.get("elu").forward(x)
+    want = np.array([[-0.950212931632136, 2.0, -0.3934693402873666], [0.0, -1.0, 4.0]])  # PyTorch 2.13, float64
+    assert_close(y, want, 8, np.abs(want), dtype, "elu without alpha")
+
+
 # ---- leaky_relu at signed zeros ----------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize(
@@ -239,3 +247,17 @@ def test_float32_config_beyond_float32_range_is_rejected_as_pytorch(op, config):
         warnings.simplefilter("error")
         with pytest.raises((ValueError, TypeError), match=rf"^{op}: "):
             kernels.get(op).forward(x, **config)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="refcnn bug: elu takes alpha * expm1(x) at x = +-0 (x > 0 is False), so +0.0 becomes -0.0 for a "
+    "negative alpha and nan for a nan alpha; PyTorch 2.13 returns +-0 itself for any alpha",
+)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("alpha", [-0.5, float("nan")], ids=["alpha-neg", "alpha-nan"])
+def test_elu_of_signed_zeros_is_the_zero_itself_as_pytorch(dtype, alpha):
+    x = np.array([-0.0, 0.0], dtype)
+    y, _ = kernels.get("elu").forward(x, alpha=alpha)
+    np.testing.assert_array_equal(y, x)  # PyTorch 2.13: [-0.0, 0.0], float32 and float64
+    np.testing.assert_array_equal(np.signbit(y), [True, False], err_msg=f"signs of elu({x}) = {y}")
