@@ -162,6 +162,26 @@ def test_gelu_implementation_called_directly_is_silent_at_infinity(dtype, approx
     assert np.isfinite(y[2]) and np.isfinite(gx[2])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_implementation_called_directly_is_silent_on_degenerate_rows(op, dtype):
+    # PyTorch 2.13 along dim 1: a row holding +inf, or only -inf, is all nan; a -inf is a mask.
+    # The kernel itself (not only the registry around it) gives them without a RuntimeWarning.
+    x = np.array([[np.inf, 1.0, 0.0], [-np.inf, -np.inf, -np.inf], [1.0, -np.inf, 2.0]], dtype)
+    kernel = kernels.get(op)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ctx = kernel.forward_impl(x, dim=1)
+        (gx,) = kernel.backward_impl(np.ones_like(x), ctx)
+    assert np.isnan(y[:2]).all(), f"{op} of degenerate rows = {y[:2]}, PyTorch gives nan"
+    assert np.isnan(gx[:2]).all()
+    want = {
+        "softmax": [0.2689414213699951, 0.0, 0.7310585786300049],
+        "log_softmax": [-1.3132616875182228, -np.inf, -0.3132616875182228],
+    }
+    assert_close(y[2], np.array(want[op]), 8, np.abs(np.array(want[op])), dtype, f"{op} of a masked row")
+
+
 # ---- erfc ------------------------------------------------------------------------------
 # erfc(+-0.46875), erfc(+-4) to 200 bits (mpmath), rounded to float64
 ERFC_AT = {0.46875: 0.507386526782062, -0.46875: 1.492613473217938, 4.0: 1.541725790028002e-08, -4.0: 1.999999984582742}
