@@ -14,8 +14,10 @@ input no other test reached.
 - erfc: its interval boundaries (0.46875 and 4) alone in a call, nan alone, float32 input
   computed in float64, and each element evaluated once (one pass per block, linear time).
 
-Two differences from PyTorch found on the way are xfail(strict=True) at the end: a float32 x
-with a config value beyond float32's range, and elu of signed zeros.
+Two differences from PyTorch found on the way, now fixed, are pinned at the end: a float32 x
+with a config value beyond float32's range (refcnn warned "overflow encountered in cast" where
+PyTorch raises), and elu of signed zeros (refcnn turned +0.0 into -0.0 for a negative alpha,
+and into nan for a nan alpha; PyTorch returns the zero itself).
 """
 
 from __future__ import annotations
@@ -249,12 +251,7 @@ def test_erfc_of_nan_returns_that_nan_sign_included():
     np.testing.assert_array_equal(np.signbit(got[:3]), [True, False, True], err_msg=f"signs of erfc({z[:3]})")
 
 
-# ---- found while writing these: a float32 x with a config value beyond float32's range -----
-@pytest.mark.xfail(
-    strict=True,
-    reason="refcnn bug: the validators accept a real config value that float32 cannot hold; the kernel then "
-    "warns 'overflow encountered in cast' (numpy) where PyTorch raises a clear error",
-)
+# ---- found while writing these (fixed): a float32 x with a config value beyond float32's range
 @pytest.mark.parametrize(
     "op, config",
     [
@@ -273,11 +270,6 @@ def test_float32_config_beyond_float32_range_is_rejected_as_pytorch(op, config):
             kernels.get(op).forward(x, **config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refcnn bug: elu takes alpha * expm1(min(x, 0)) at x = +-0 (x > 0 is False): +0.0 becomes -0.0 for "
-    "a negative alpha and nan for a nan alpha; PyTorch 2.13 returns +-0 itself for any alpha",
-)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("alpha", [-0.5, float("nan")], ids=["alpha-neg", "alpha-nan"])
 def test_elu_of_signed_zeros_is_the_zero_itself_as_pytorch(dtype, alpha):

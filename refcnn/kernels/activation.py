@@ -14,6 +14,7 @@ a row holding +inf or only -inf) are nan here too, without a RuntimeWarning.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,15 @@ from ._checks import check_float
 from .shape import wrap_dim
 
 
-def _real(op: str, name: str, value: Any) -> float:
+def _real(op: str, name: str, value: Any, x: np.ndarray) -> float:
+    """A real config value, which x's dtype must hold (PyTorch: "value cannot be converted to
+    type float without overflow" for 1e300 with float32 input; inf converts)."""
     if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
         raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
-    return float(value)
+    v = float(value)
+    if math.isfinite(v) and abs(v) > float(np.finfo(x.dtype).max):
+        raise ValueError(f"{op}: {name}={value!r} cannot be converted to x's dtype {x.dtype} without overflow")
+    return v
 
 
 def _out(a: Any, dtype: np.dtype) -> np.ndarray:
@@ -164,7 +170,7 @@ def relu_backward(
 # ---- leaky_relu ---------------------------------------------------------------------
 def validate_leaky_relu(x: Any, *, negative_slope: Any = 0.01) -> None:
     check_float("leaky_relu", "x", x)
-    _real("leaky_relu", "negative_slope", negative_slope)
+    _real("leaky_relu", "negative_slope", negative_slope, x)
 
 
 def leaky_relu_forward(x: np.ndarray, *, negative_slope: float = 0.01) -> tuple[np.ndarray, tuple[np.ndarray, float]]:
@@ -186,15 +192,16 @@ def leaky_relu_backward(
 # ---- elu ----------------------------------------------------------------------------
 def validate_elu(x: Any, *, alpha: Any = 1.0) -> None:
     check_float("elu", "x", x)
-    _real("elu", "alpha", alpha)
+    _real("elu", "alpha", alpha, x)
 
 
 def elu_forward(x: np.ndarray, *, alpha: float = 1.0) -> tuple[np.ndarray, tuple[np.ndarray, float]]:
-    """y = x for x > 0, alpha * (exp(x) - 1) otherwise (expm1, accurate near 0).
+    """y = x for x >= 0 (so +-0 stay themselves, as in PyTorch, whatever alpha), alpha * (exp(x) - 1)
+    otherwise (expm1, accurate near 0).
     Backward: gx = gy for x > 0, gy * alpha * exp(x) otherwise (so alpha * gy at x = 0)."""
     a = float(alpha)
     neg = np.minimum(x, 0)  # exp only of the non-positive part: no overflow for large x
-    return _out(np.where(x > 0, x, a * np.expm1(neg)), x.dtype), (x, a)
+    return _out(np.where(x >= 0, x, a * np.expm1(neg)), x.dtype), (x, a)
 
 
 def elu_backward(
@@ -320,7 +327,7 @@ def tanh_backward(grad_y: np.ndarray, x: np.ndarray, *, needs_input_grad: bool =
 # ---- hardtanh -----------------------------------------------------------------------
 def validate_hardtanh(x: Any, *, min_val: Any = -1.0, max_val: Any = 1.0) -> None:
     check_float("hardtanh", "x", x)
-    lo, hi = _real("hardtanh", "min_val", min_val), _real("hardtanh", "max_val", max_val)
+    lo, hi = _real("hardtanh", "min_val", min_val, x), _real("hardtanh", "max_val", max_val, x)
     if lo > hi:
         raise ValueError(f"hardtanh: min_val cannot be greater than max_val, got min_val={min_val}, max_val={max_val}")
 
