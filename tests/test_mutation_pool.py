@@ -123,3 +123,79 @@ def test_avg_pool_one_window_larger_than_the_input(impl):
     np.testing.assert_array_equal(y, [[[[1.0]]]])
     (gx,) = kernel.backward(np.array([[[[15.0]]]]), ctx)
     np.testing.assert_allclose(gx, np.ones((1, 1, 2, 3)), rtol=1e-15)
+
+
+# ---- max_pool2d backward: the gradient is gy scatter-added at the selected indices ----------
+def scatter_add(shape, indices, gy):
+    """PyTorch's max_pool2d backward: gx[n, c].flat[indices[n, c, i, j]] += gy[n, c, i, j]."""
+    gx = np.zeros(shape)
+    planes = gx.reshape(shape[0] * shape[1], -1)
+    for plane, idx, g in zip(planes, indices.reshape(len(planes), -1), gy.reshape(len(planes), -1), strict=True):
+        np.add.at(plane, idx, g)
+    return gx
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        max_cfg((3, 2), (2, 2), d=(2, 1)),
+        max_cfg((2, 2), (2, 1)),
+        max_cfg((2, 3), (2, 2), d=(1, 2)),
+        max_cfg((2, 3), (2, 2)),
+    ],
+    ids=["dilated-rows-share", "cols-stride1", "dilated-cols-share", "cols-k3-s2"],
+)
+def test_max_pool_backward_windows_sharing_elements_on_one_axis(impl, seed, cfg):
+    """Windows apart on one axis but sharing elements on the other (a dilated kernel whose
+    stride is shorter than its span, or a stride shorter than the kernel): a shared
+    element collects the gradient of every window that selects it, and an element one
+    window selects is not cleared by another window that does not."""
+    rng = np.random.default_rng(seed)
+    x = rng.permutation(4 * 7 * 9).astype(np.float64).reshape(2, 2, 7, 9)
+    x[1] = -x[1]  # decreasing planes: each window selects its first element
+    kernel = kernels.get("max_pool2d", impl)
+    y, ctx = kernel.forward(x, **cfg)
+    gy = rng.integers(1, 9, y.shape).astype(np.float64)
+    (gx,) = kernel.backward(gy, ctx)
+    np.testing.assert_array_equal(gx, scatter_add(x.shape, ctx.indices, gy))
+    np.testing.assert_array_equal(ctx.indices, kernels.get("max_pool2d", "reference").forward(x, **cfg)[1].indices)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_max_pool_single_element_input_with_an_empty_window(impl):
+    """x (1, 1, 1, 1), kernel (2, 1), padding (1, 0), dilation (2, 1): the window's rows are
+    -1 and 1, both outside the input: y = -inf, index 1 (PyTorch's), and no gradient."""
+    kernel = kernels.get("max_pool2d", impl)
+    y, ctx = kernel.forward(np.zeros((1, 1, 1, 1)), **max_cfg((2, 1), (1, 1), (1, 0), (2, 1)))
+    np.testing.assert_array_equal(y, [[[[-INF]]]])
+    np.testing.assert_array_equal(ctx.indices, [[[[1]]]])
+    (gx,) = kernel.backward(np.ones((1, 1, 1, 1)), ctx)
+    np.testing.assert_array_equal(gx, np.zeros((1, 1, 1, 1)))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    ("shape", "cfg", "uncovered"),
+    [
+        ((2, 3, 6, 5), max_cfg((3, 1), (3, 1), (1, 0)), (slice(5, 6), slice(None))),
+        ((2, 3, 5, 6), max_cfg((1, 3), (1, 3), (0, 1)), (slice(None), slice(5, 6))),
+    ],
+    ids=["rows-padded", "cols-padded"],
+)
+def test_max_pool_backward_zero_where_no_padded_window_reaches(impl, shape, cfg, uncovered):
+    """Kernel = stride with padding: the windows start one row (column) early, so the last
+    one (H = 6, kernel 3, padding 1: windows -1..1 and 2..4) leaves row 5 uncovered; its
+    gradient is 0 (as PyTorch's), however dirty the memory the gradient is allocated in."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    kernel = kernels.get("max_pool2d", impl)
+    for _ in range(5):
+        y, ctx = kernel.forward(x, **cfg)
+        dirty = np.full(shape, np.nan)  # freed right before the backward allocates its result
+        del dirty
+        (gx,) = kernel.backward(np.ones_like(y), ctx)
+        assert not np.isnan(gx).any()
+        np.testing.assert_array_equal(gx[(Ellipsis, *uncovered)], 0.0)
+        np.testing.assert_array_equal(gx, scatter_add(shape, ctx.indices, np.ones_like(y)))
