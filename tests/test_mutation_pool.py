@@ -199,3 +199,26 @@ def test_max_pool_backward_zero_where_no_padded_window_reaches(impl, shape, cfg,
         assert not np.isnan(gx).any()
         np.testing.assert_array_equal(gx[(Ellipsis, *uncovered)], 0.0)
         np.testing.assert_array_equal(gx, scatter_add(shape, ctx.indices, np.ones_like(y)))
+
+
+# ---- output dtypes: y in x's dtype, indices int64 -------------------------------------------
+CONFIGS = {
+    "max_pool2d": max_cfg((2, 3), (2, 1), (1, 1)),
+    "avg_pool2d": avg_cfg((2, 3), (2, 1), (1, 1)),
+    "adaptive_avg_pool2d": dict(output_size=(3, 2)),
+    "adaptive_max_pool2d": dict(output_size=(3, 2)),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("op", list(CONFIGS))
+def test_output_and_gradient_keep_the_input_dtype_and_indices_are_int64(op, dtype, impl):
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 6)).astype(dtype)
+    kernel = kernels.get(op, impl)
+    y, ctx = kernel.forward(x, **CONFIGS[op])
+    assert y.dtype == dtype
+    if op.endswith("max_pool2d"):
+        assert ctx.indices.dtype == np.int64
+    (gx,) = kernel.backward(np.ones_like(y), ctx)
+    assert gx.dtype == dtype
