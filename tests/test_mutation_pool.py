@@ -222,3 +222,19 @@ def test_output_and_gradient_keep_the_input_dtype_and_indices_are_int64(op, dtyp
         assert ctx.indices.dtype == np.int64
     (gx,) = kernel.backward(np.ones_like(y), ctx)
     assert gx.dtype == dtype
+
+
+# ---- adaptive_avg_pool2d: an output size of 0 on one axis, also for an empty batch ----------
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", [0, 2], ids=["empty-batch", "batch-2"])
+@pytest.mark.parametrize("out", [(0, 2), (2, 0)], ids=["0x2", "2x0"])
+@pytest.mark.parametrize("hw", [(4, 5), (1, 1)], ids=["4x5", "1x1"])
+def test_adaptive_avg_output_size_zero_on_one_axis(impl, hw, n, out):
+    """PyTorch's forward returns the empty output; refcnn's backward returns the zero
+    gradient for it (as test_pool's test_adaptive_output_size_zero_gives_an_empty_output),
+    with N = 0 too, where PyTorch's backward raises; on a 1 x 1 input as well as a larger one."""
+    kernel = kernels.get("adaptive_avg_pool2d", impl)
+    y, ctx = kernel.forward(np.ones((n, 3, *hw)), output_size=out)
+    assert y.shape == (n, 3, *out)
+    (gx,) = kernel.backward(np.ones(y.shape), ctx)
+    np.testing.assert_array_equal(gx, np.zeros((n, 3, *hw)))
