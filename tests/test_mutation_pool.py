@@ -238,3 +238,47 @@ def test_adaptive_avg_output_size_zero_on_one_axis(impl, hw, n, out):
     assert y.shape == (n, 3, *out)
     (gx,) = kernel.backward(np.ones(y.shape), ctx)
     np.testing.assert_array_equal(gx, np.zeros((n, 3, *hw)))
+
+
+# ---- avg_pool2d in float32: PyTorch's float32 arithmetic --------------------------------------
+B24 = 2.0**24  # float32 has no integer between 2**24 and 2**24 + 2
+REFERENCE_IN_FLOAT64 = pytest.param(
+    "reference",
+    marks=pytest.mark.xfail(
+        strict=True,
+        reason="the reference sums (and divides) in float64 and rounds once, by design; PyTorch's float32 "
+        "kernel rounds the running sum and the divisor to float32",
+    ),
+)
+
+
+@pytest.mark.parametrize("impl", [REFERENCE_IN_FLOAT64, "fast"])
+def test_avg_pool_float32_forward_sums_in_float32(impl):
+    """A column [1, 2**24, 1], kernel (3, 1): PyTorch's float32 sum is (1 + 2**24) + 1 = 2**24
+    (each + 1 rounds back), so y = float32(2**24 / 3) = 5592405.5, not (2**24 + 2) / 3."""
+    x = np.array([1.0, B24, 1.0], dtype=np.float32).reshape(1, 1, 3, 1)
+    y, _ = kernels.get("avg_pool2d", impl).forward(x, **avg_cfg((3, 1), (1, 1)))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, np.full((1, 1, 1, 1), 5592405.5, dtype=np.float32))
+
+
+@pytest.mark.parametrize("impl", [REFERENCE_IN_FLOAT64, "fast"])
+def test_avg_pool_float32_divisor_override_past_2_24(impl):
+    """divisor_override = 2**24 + 1 is 2**24 in float32, as PyTorch divides: 2**24 / it = 1.0."""
+    x = np.full((1, 1, 2, 3), B24, dtype=np.float32)
+    y, _ = kernels.get("avg_pool2d", impl).forward(x, **avg_cfg((1, 1), (1, 1), div=2**24 + 1))
+    np.testing.assert_array_equal(y, np.ones((1, 1, 2, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_avg_pool_float32_backward_divides_and_accumulates_in_float32(impl):
+    """kernel (1, 3), stride 1 on a width of 5: the middle element collects gy / 3 from three
+    windows, [1, 2**24, 1], summed in float32 as PyTorch does: 2**24 (not 2**24 + 2).
+    With divisor_override = 2**24 + 1 (2**24 in float32), gy = 2**24 spreads 1.0."""
+    kernel = kernels.get("avg_pool2d", impl)
+    _, ctx = kernel.forward(np.zeros((1, 1, 1, 5), np.float32), **avg_cfg((1, 3), (1, 1)))
+    (gx,) = kernel.backward(np.array([[[[3.0, 3 * B24, 3.0]]]], np.float32), ctx)
+    np.testing.assert_array_equal(gx, np.array([[[[1.0, B24, B24, B24, 1.0]]]], np.float32))
+    _, ctx = kernel.forward(np.zeros((1, 1, 2, 3), np.float32), **avg_cfg((1, 1), (1, 1), div=2**24 + 1))
+    (gx,) = kernel.backward(np.full((1, 1, 2, 3), B24, np.float32), ctx)
+    np.testing.assert_array_equal(gx, np.ones((1, 1, 2, 3), np.float32))
