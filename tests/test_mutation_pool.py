@@ -2,10 +2,13 @@
 
 Each test pins what PyTorch 2.13 (CPU) does for an input the older tests did not reach (the
 expected values were checked against torch in a scratch script while writing them) or the
-refcnn error line for a bad argument, naming the op and the value: the op name in every
-validator message, ``-inf`` windows away from the first one, padding on one axis only in
-the fast backward's disjoint-window path, a window whose kernel rows all fall in the
-padding, and the keyword defaults of the kernels called directly.
+refcnn error line for a bad argument: the op name in every validator message; ``-inf``
+windows away from the first one; max_pool2d's gradient as gy scatter-added at the indices
+when windows share elements on one axis only, when padding is on one axis only, when a
+window is empty or when padded windows leave a row uncovered; a kernel row no window
+reaches inside the input; output dtypes (y and dL/dx in x's dtype, indices int64); an
+adaptive output size of 0 on one axis; and float32 avg_pool2d rounding as PyTorch's
+float32 kernel (the running sum, a divisor past 2**24, the backward's accumulation).
 """
 
 from __future__ import annotations
