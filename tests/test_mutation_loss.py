@@ -430,3 +430,56 @@ def test_a_bad_argument_gets_one_error_naming_the_op_the_argument_and_the_value(
     with pytest.raises(error, match="^" + message) as info:
         kernels.get(op).forward(*args, **config)
     assert "\n" not in str(info.value), f"{case}: more than one line: {info.value}"
+
+
+# ---- reductions and divisions at the edge of the range: silent, as PyTorch ------------------------
+@pytest.mark.parametrize("op", ["mse_loss", "l1_loss"])
+def test_a_float32_sum_past_float32s_range_is_inf_silently(op):
+    # each squared error fits float32 (2.25e38 < 3.4e38), their sum does not: PyTorch gives inf
+    x = np.array([1.5e19, 1.5e19, 0.0], np.float32) if op == "mse_loss" else np.array([3e38, 3e38, 0.0], np.float32)
+    loss, gx = _run(op, "reference", (x, np.zeros(3, np.float32)), {"reduction": "sum"})
+    assert loss.dtype == np.float32 and loss == np.inf, f"{op}: {loss!r}"
+    np.testing.assert_array_equal(gx, 2 * x if op == "mse_loss" else [1.0, 1.0, 0.0])
+
+
+BCE_X = np.array([0.0, 1.0, 1.0, 0.0, 0.5])
+BCE_Y = np.array([0.0, 1.0, 0.0, 1.0, 0.25])
+BCE_SLOPE = 1 / float(np.float32(1e-12))  # PyTorch: (x - y) / max(x (1 - x), EPSILON = float 1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_at_probabilities_0_and_1_clamps_its_logs_silently(reduction):
+    # log(0) = -inf is clamped at -100 (a miss costs 100), without numpy's divide-by-zero warning
+    loss, gx = _run("binary_cross_entropy", "reference", (BCE_X, BCE_Y, None), {"reduction": reduction})
+    per = np.array([0.0, 0.0, 100.0, 100.0, np.log(2)])
+    want = {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
+    _assert_same(loss, want, f"{reduction} loss")
+    grad = np.array([0.0, 0.0, BCE_SLOPE, -BCE_SLOPE, 1.0]) / (5 if reduction == "mean" else 1)
+    _assert_same(gx, grad, f"{reduction} grad")
+
+
+@pytest.mark.parametrize("impl", CE_IMPLS)
+@pytest.mark.parametrize("ls", [0.0, 0.3], ids=["ls0", "ls0.3"])
+def test_a_mean_over_zero_counted_weight_is_nan_silently(impl, ls):
+    # every target's class weighs 0: the mean divides by 0 (the smoothing part: nonzero / 0), and
+    # its backward divides grad_loss by 0; PyTorch gives nan for the loss and every gradient
+    x, w = np.array([[0.5, 0.2, 1.0], [2.0, 0.0, -1.0]]), np.array([0.0, 1.0, 0.0])
+    loss, gx = _run("cross_entropy", impl, (x, T, w), _ce_config("mean", ls), direct=False)
+    assert np.isnan(loss) and np.isnan(gx).all(), f"{impl} ls={ls}: {loss}, {gx}"
+
+
+@pytest.mark.parametrize("grad_loss", [1.0, 0.0], ids=["grad1", "grad0"])
+@pytest.mark.parametrize("op", ["cross_entropy-reference", "cross_entropy-fast", "nll_loss-reference"])
+def test_a_mean_over_only_ignored_rows_is_nan_with_a_zero_gradient_silently(op, grad_loss):
+    # 0 / 0 in the forward, grad_loss / 0 (inf, or nan for a zero grad_loss) in the backward, and
+    # no row to carry it: PyTorch's loss is nan and its gradient 0. The implementation itself
+    # (no registry around it) divides silently.
+    name, impl = op.split("-")
+    config = _ce_config("mean", 0.0) if name == "cross_entropy" else {"ignore_index": -100, "reduction": "mean"}
+    kernel = kernels.get(name, impl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, ctx = kernel.forward_impl(X2, np.array([-100, -100]), None, **config)
+        (gx,) = kernel.backward_impl(np.array(grad_loss), ctx)
+    assert np.isnan(loss), f"{op}: {loss}"
+    np.testing.assert_array_equal(gx, np.zeros((2, 3)), err_msg=op)
