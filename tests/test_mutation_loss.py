@@ -309,6 +309,8 @@ REJECTED = {
                            r"cross_entropy: target label 4 at index \(\) is out of range for C=4 classes"),
     "ce-label-uint8": ("cross_entropy", (X34, np.array([0, 200, 1], np.uint8), None), CE, IndexError,
                        r"cross_entropy: target label 200 at index \(1,\) is out of range for C=4 classes"),
+    "ce-label-huge": ("cross_entropy", (X34, np.array([0, 2**60 + 1, 1]), None), CE, IndexError,
+                      r"cross_entropy: target label 1152921504606846977 at index \(1,\) is out of range for C=4"),
     # nll_loss
     "nll-input-list": ("nll_loss", ([[0.0]], np.array([0]), None), NLL, TypeError,
                        r"nll_loss: input must be a numpy.ndarray, got list$"),
