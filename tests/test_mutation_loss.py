@@ -485,3 +485,57 @@ def test_a_mean_over_only_ignored_rows_is_nan_with_a_zero_gradient_silently(op, 
         (gx,) = kernel.backward_impl(np.array(grad_loss), ctx)
     assert np.isnan(loss), f"{op}: {loss}"
     np.testing.assert_array_equal(gx, np.zeros((2, 3)), err_msg=op)
+
+
+# ---- cross_entropy: class-probability targets with label smoothing -----------------------------------
+Q = np.array([[0.7, 0.2, 0.1, 0.0], [0.0, 0.0, 1.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+XQ = np.array([[0.5, -1.0, 2.0, 0.0], [1.0, 1.5, -0.5, 3.0], [0.0, 0.1, 0.2, -2.0]])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("ls", [0.0, 0.2, 1.0], ids=["ls0", "ls0.2", "ls1"])
+@pytest.mark.parametrize("impl", CE_IMPLS)
+def test_probability_targets_are_smoothed_to_q_times_1_minus_ls_plus_ls_over_C(impl, ls, reduction):
+    # PyTorch: q -> q (1 - ls) + ls / C for ls > 0; the mean divides by the M rows, whatever the weights
+    w = np.array([1.0, 2.0, 0.5, 3.0])
+    loss, gx = _run("cross_entropy", impl, (XQ, Q, w), _ce_config(reduction, ls))
+    lsm = XQ - XQ.max(axis=1, keepdims=True)
+    lsm = lsm - np.log(np.exp(lsm).sum(axis=1, keepdims=True))
+    a = w * (Q * (1 - ls) + ls / 4)
+    per, grad = -(a * lsm).sum(axis=1), np.exp(lsm) * a.sum(axis=1, keepdims=True) - a
+    want = {"none": per, "sum": per.sum(), "mean": per.sum() / 3}[reduction]
+    _assert_same(loss, want, f"{impl} ls={ls} {reduction} loss")
+    _assert_same(gx, grad / 3 if reduction == "mean" else grad, f"{impl} ls={ls} {reduction} grad")
+
+
+# ---- the sign of a zero loss: PyTorch's -0.0 ------------------------------------------------------
+@pytest.mark.parametrize("target", ["class-index", "probabilities"])
+@pytest.mark.parametrize("impl", CE_IMPLS)
+def test_a_loss_of_zero_per_row_is_minus_zero_as_pytorchs(impl, target):
+    # -(w * log p) with log p = 0 (a certain prediction), or -(q * log p) with q = -0.0: PyTorch's
+    # 'none' loss is -0.0; without smoothing nothing is added to it, nor to the targets
+    if target == "class-index":
+        x, t = np.array([[0.0, -INF, -INF], [2.0, -INF, -INF]]), np.array([0, 0])
+    else:
+        x, t = np.array([[0.5, 0.1, 1.0], [2.0, 0.0, -1.0]]), np.full((2, 3), -0.0)
+    loss, gx = _run("cross_entropy", impl, (x, t, None), _ce_config("none", 0.0))
+    np.testing.assert_array_equal(loss, [0.0, 0.0])
+    assert np.signbit(loss).all(), f"{impl} {target}: {loss!r}, PyTorch tensor([-0., -0.])"
+    if target == "probabilities":  # the targets unsmoothed: dL/dx = -(-0.0) - softmax * 0 = +0.0, as PyTorch's
+        assert not np.signbit(gx).any() and not gx.any(), f"{impl}: {gx!r}, PyTorch all +0.0"
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("impl", CE_IMPLS)
+def test_negative_class_weights_that_cancel_give_a_smoothed_mean_of_inf_minus_inf(impl, reduction):
+    # PyTorch takes negative weights. Here the counted targets' weights sum to 1 + (-1) = 0: the
+    # mean's nll part is (positive) / 0 = inf, its smoothing part (negative) / 0 = -inf, and PyTorch's
+    # (1 - ls) * inf + ls / C * -inf is nan, silently
+    x, t, w = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, -1.0]]), np.array([0, 1]), np.array([1.0, -1.0, -5.0])
+    loss, gx = _run("cross_entropy", impl, (x, t, w), _ce_config(reduction, 0.3))
+    if reduction == "mean":
+        assert np.isnan(loss) and np.isnan(gx).all(), f"{impl}: {loss}, {gx}"
+    else:
+        want_loss, want_grad = _ce_float64(x, t, w, 0.3, reduction)
+        _assert_same(loss, want_loss, f"{impl} {reduction} loss")
+        _assert_same(gx, want_grad, f"{impl} {reduction} grad")
