@@ -539,3 +539,12 @@ def test_negative_class_weights_that_cancel_give_a_smoothed_mean_of_inf_minus_in
         want_loss, want_grad = _ce_float64(x, t, w, 0.3, reduction)
         _assert_same(loss, want_loss, f"{impl} {reduction} loss")
         _assert_same(gx, want_grad, f"{impl} {reduction} grad")
+
+
+def test_nll_loss_mean_over_zero_counted_weight_has_nan_at_the_targets_silently():
+    # the mean divides by 0; its backward's 0 * inf is nan at each counted target, 0 elsewhere
+    # (PyTorch: tensor([[nan, 0., 0.], [0., 0., nan]])); the implementation itself stays silent
+    config = {"ignore_index": -100, "reduction": "mean"}
+    loss, gx = _run("nll_loss", "reference", (X2, T, np.array([0.0, 1.0, 0.0])), config)
+    assert np.isnan(loss), loss
+    _assert_same(gx, [[NAN, 0.0, 0.0], [0.0, 0.0, NAN]], "grad")
