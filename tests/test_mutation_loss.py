@@ -548,3 +548,43 @@ def test_nll_loss_mean_over_zero_counted_weight_has_nan_at_the_targets_silently(
     loss, gx = _run("nll_loss", "reference", (X2, T, np.array([0.0, 1.0, 0.0])), config)
     assert np.isnan(loss), loss
     _assert_same(gx, [[NAN, 0.0, 0.0], [0.0, 0.0, NAN]], "grad")
+
+
+# ---- non-finite inputs: the implementation itself is as silent as the registry makes it -------------
+_ROWS_NAN_LSM = np.array([[1.0, 2.0, 0.5], [-INF, -INF, -INF], [0.0, INF, 1.0]])  # rows 1, 2: log-softmax nan
+_BCEL_X = np.array([-INF, -INF, -INF, INF, -1e4, -1e30])
+_BCEL_T = np.array([1.0, 0.3, 0.0, 1.0, 0.3, 1.0])
+SILENT = {
+    **{
+        f"ce-{impl}-ls{ls}-{red}": ("cross_entropy", impl, (_ROWS_NAN_LSM, np.array([0, -100, -100]), None),
+                                    _ce_config(red, ls))
+        for impl in CE_IMPLS for ls in (0.0, 0.2) for red in ("none", "mean")
+    },
+    "ce-fast-counted-nan-rows": ("cross_entropy", "fast", (_ROWS_NAN_LSM, np.array([0, 1, 2]), None),
+                                 _ce_config("sum", 0.0)),
+    "ce-reference-counted-nan-rows": ("cross_entropy", "reference", (_ROWS_NAN_LSM, np.array([0, 1, 2]), None),
+                                      _ce_config("sum", 0.0)),
+    "bcel-no-pos-weight": ("binary_cross_entropy_with_logits", "reference", (_BCEL_X, _BCEL_T, None, None),
+                           {"reduction": "none"}),
+    "bcel-pos-weight-2": ("binary_cross_entropy_with_logits", "reference",
+                          (_BCEL_X, _BCEL_T, None, np.full(6, 2.0)), {"reduction": "none"}),
+    "bcel-pos-weight-inf": ("binary_cross_entropy_with_logits", "reference",
+                            (_BCEL_X, _BCEL_T, np.full(6, 0.5), np.full(6, INF)), {"reduction": "sum"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SILENT.keys())
+def test_the_implementation_gives_the_registrys_nan_and_inf_without_a_warning(case):
+    # the registry runs every kernel under np.errstate(invalid="ignore"); these kernels promise
+    # PyTorch's silent nan and inf on their own too (their own np.errstate)
+    op, impl, args, config = SILENT[case]
+    kernel = kernels.get(op, impl)
+    loss, ctx = kernel.forward(*args, **config)
+    (gx,) = kernel.backward(np.ones_like(loss), ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        direct_loss, direct_ctx = kernel.forward_impl(*args, **config)
+        (direct_gx,) = kernel.backward_impl(np.ones_like(loss), direct_ctx)
+    assert not (np.isfinite(loss).all() and np.isfinite(gx).all()), f"{case}: the case should reach a nan or inf"
+    np.testing.assert_array_equal(direct_loss, loss, err_msg=f"{case} loss")
+    np.testing.assert_array_equal(direct_gx, gx, err_msg=f"{case} grad")
