@@ -1,0 +1,116 @@
+"""The normalisation kernels called directly (they are exported: ``__all__``), outside the
+registry's errstate, on the IEEE edges PyTorch answers silently: eps = 0 on a constant set
+(1/sqrt(0) = inf, then 0 * inf = nan) and an inf in the input (inf - inf = nan). Each kernel
+must give PyTorch's values (expected values below are torch 2.13's, float64) with no NumPy
+warning: its own errstate, not the registry's, has to cover these. Mutation testing
+(tox -e mutation) found the kernels' errstate arguments unchecked: every earlier test went
+through the registry, which silences "invalid" for every op."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from refcnn.kernels import normalization as nk
+
+nan, inf = np.nan, np.inf
+
+BN = {
+    "reference": (nk.batch_norm_reference_forward, nk.batch_norm_reference_backward),
+    "fast": (nk.batch_norm_fast_forward, nk.batch_norm_fast_backward),
+}
+
+
+def _silently(forward, backward, x, params, gy_shape=None, **config):
+    """forward then backward (gy = 1, 2, 3, ... in C order) with every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ctx = forward(x, *params, **config)
+        gy = np.arange(1.0, y.size + 1).reshape(y.shape)
+        grads = backward(gy, ctx)
+    return y, grads
+
+
+def _check(name, got, want):
+    np.testing.assert_allclose(got, np.asarray(want).reshape(np.shape(got)), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+# x (2, 2, 3): channel 0 constant over the batch, channel 1 not
+X_BN = np.array([[[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]], [[1.0, 1.0, 1.0], [3.0, 4.0, 5.0]]])
+W_BN, B_BN = np.array([2.0, 3.0]), np.array([0.5, -1.0])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_batch_norm_eval_eps0_on_a_zero_running_var_is_nan_and_inf_silently(impl):
+    # channel 0: running_var 0 and eps 0, so rstd = 1/sqrt(0) = inf and xhat = 0 * inf = nan
+    y, (gx, gw, gb) = _silently(
+        *BN[impl], X_BN, (W_BN, B_BN, np.array([1.0, 2.0]), np.array([0.0, 1.0])), training=False, momentum=0.1, eps=0.0
+    )
+    _check("y", y, [nan, nan, nan, -7.0, -4.0, -1.0, nan, nan, nan, 2.0, 5.0, 8.0])
+    _check("gx", gx, [inf, inf, inf, 12.0, 15.0, 18.0, inf, inf, inf, 30.0, 33.0, 36.0])
+    _check("gw", gw, [nan, 55.0])
+    _check("gb", gb, [30.0, 48.0])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_batch_norm_train_with_an_inf_is_nan_in_that_channel_silently(impl):
+    x = X_BN.copy()
+    x[0, 1, 2] = inf  # channel 1's mean is inf, and inf - inf = nan
+    rm, rv = np.zeros(2), np.ones(2)
+    y, (gx, gw, gb) = _silently(*BN[impl], x, (W_BN, B_BN, rm, rv), training=True, momentum=0.1, eps=1e-5)
+    _check("y", y, [0.5, 0.5, 0.5, nan, nan, nan, 0.5, 0.5, 0.5, nan, nan, nan])
+    c = 1264.9110640673516  # channel 0: xhat = 0, so gx = w * rstd * (g - mean(g)), rstd = 1/sqrt(1e-5)
+    _check("gx", gx, [-2 * c, -1.5 * c, -c, nan, nan, nan, c, 1.5 * c, 2 * c, nan, nan, nan])
+    _check("gw", gw, [0.0, nan])
+    _check("gb", gb, [30.0, 48.0])
+    _check("running_mean", rm, [0.1, inf])  # PyTorch: the inf reaches the running statistics
+    _check("running_var", rv, [0.9, nan])
+
+
+def test_group_norm_eps0_on_a_constant_group_is_nan_silently():
+    x = np.arange(24.0).reshape(2, 4, 3)
+    x[0, :2] = 7.0  # sample 0, group 0 (channels 0 and 1): constant
+    w, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 0.0, -1.0])
+    y, (gx, gw, gb) = _silently(nk.group_norm_forward, nk.group_norm_backward, x, (w, b), num_groups=2, eps=0.0)
+    # sample 0, group 0 is nan; the rest is finite
+    _check("y[0, 2:]", y[0, 2:], [-4.3915503282684005, -2.6349301969610406, -0.8783100656536806,
+                                  0.1710800875382401, 2.51324026261472, 4.8554004376912])  # fmt: skip
+    assert np.isnan(y[0, :2]).all() and np.isnan(gx[0, :2]).all()
+    _check("gx[1]", gx[1], [1.5893229759447536, -1.0372423632481542, -3.663807702441069, 3.078267658671944,
+                            1.0372423632481542, -1.003782932175632, 2.0912144420325802, -1.438755536118407,
+                            -4.96872551426938, 4.383185470500273, 1.438755536118407, -1.5056743982634373])  # fmt: skip
+    _check("gw", gw, [nan, nan, -71.43588533983264, 91.92978687175183])
+    _check("gb", gb, [48.0, 66.0, 84.0, 102.0])
+
+
+XL = np.array([[1.0, 2.0, 4.0, 8.0], [5.0, 5.0, 5.0, 5.0], [0.0, -1.0, 1.0, 3.0]])
+WL, BL = np.array([1.0, -1.0, 2.0, 0.5]), np.zeros(4)
+
+
+def test_layer_norm_eps0_on_a_constant_row_is_nan_silently():
+    y, (gx, gw, gb) = _silently(
+        nk.layer_norm_forward, nk.layer_norm_backward, XL, (WL, BL), normalized_shape=(4,), eps=0.0
+    )
+    _check("y", y, [-1.025755289064345, 0.6527533657682196, 0.18650096164806276, 0.7926290870042667, nan, nan, nan, nan,
+                    -0.50709255283711, 1.1832159566199232, 0.3380617018914066, 0.7606388292556648])  # fmt: skip
+    _check("gx", gx, [0.1037918395258785, -1.1546842147253973, 1.550390602917809, -0.4994982277182899, nan, nan, nan, nan,
+                      3.2453923381575027, -7.302132760854383, 9.73617701447251, -5.679436591775629])  # fmt: skip
+    _check("gw", gw, [nan, nan, nan, nan])
+    _check("gb", gb, [15.0, 18.0, 21.0, 24.0])
+
+
+def test_layer_norm_with_a_minus_inf_is_nan_in_that_row_silently():
+    x = XL.copy()
+    x[2, 1] = -inf
+    y, (gx, gw, gb) = _silently(
+        nk.layer_norm_forward, nk.layer_norm_backward, x, (WL, BL), normalized_shape=(4,), eps=1e-5
+    )
+    _check("y", y, [-1.0257545754961932, 0.6527529116793956, 0.18650083190839875, 0.7926285356106947, 0.0, 0.0, 0.0, 0.0,
+                    nan, nan, nan, nan])  # fmt: skip
+    _check("gx", gx, [0.10379123369861287, -1.1546837510467656, 1.5503895728976431, -0.4994970555494904,
+                      237.17082451262831, -3241.3346016725886, 3083.2207186641695, -79.05694150420959,
+                      nan, nan, nan, nan])  # fmt: skip
+    _check("gw", gw, [nan, nan, nan, nan])
+    _check("gb", gb, [15.0, 18.0, 21.0, 24.0])
