@@ -1,6 +1,7 @@
 """The normalisation kernels called directly (they are exported: ``__all__``), outside the
 registry's errstate, on the IEEE edges PyTorch answers silently: eps = 0 on a constant set
-(1/sqrt(0) = inf, then 0 * inf = nan) and an inf in the input (inf - inf = nan). Each kernel
+(1/sqrt(0) = inf, then 0 * inf = nan), an inf in the input (inf - inf = nan) and, for the
+backward kernels, a zero gradient meeting rstd = inf or an inf gradient meeting xhat = 0. Each kernel
 must give PyTorch's values (expected values below are torch 2.13's, float64) with no NumPy
 warning: its own errstate, not the registry's, has to cover these. Mutation testing
 (tox -e mutation) found the kernels' errstate arguments unchecked: every earlier test went
@@ -23,12 +24,15 @@ BN = {
 }
 
 
-def _silently(forward, backward, x, params, gy_shape=None, **config):
-    """forward then backward (gy = 1, 2, 3, ... in C order) with every warning an error."""
+def _silently(forward, backward, x, params, gy_at=None, **config):
+    """forward then backward (gy = 1, 2, 3, ... in C order, with gy[index] = value for each
+    (index, value) in gy_at) with every warning an error."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         y, ctx = forward(x, *params, **config)
         gy = np.arange(1.0, y.size + 1).reshape(y.shape)
+        for index, value in gy_at or ():
+            gy[index] = value
         grads = backward(gy, ctx)
     return y, grads
 
@@ -114,3 +118,50 @@ def test_layer_norm_with_a_minus_inf_is_nan_in_that_row_silently():
                       nan, nan, nan, nan])  # fmt: skip
     _check("gw", gw, [nan, nan, nan, nan])
     _check("gb", gb, [15.0, 18.0, 21.0, 24.0])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_batch_norm_eval_backward_of_a_zero_gradient_times_an_infinite_rstd_is_nan_silently(impl):
+    _y, (gx, gw, gb) = _silently(
+        *BN[impl],
+        X_BN,
+        (W_BN, B_BN, np.array([1.0, 2.0]), np.array([0.0, 1.0])),
+        gy_at=[((0, 0, 1), 0.0)],
+        training=False,
+        momentum=0.1,
+        eps=0.0,
+    )
+    _check("gx", gx, [inf, nan, inf, 12.0, 15.0, 18.0, inf, inf, inf, 30.0, 33.0, 36.0])
+    _check("gw", gw, [nan, 55.0])
+    _check("gb", gb, [28.0, 48.0])
+
+
+def test_layer_norm_backward_of_an_inf_gradient_on_a_constant_row_is_nan_silently():
+    # row 1 is constant: xhat = 0 there, so dL/dw takes inf * 0 = nan and dL/dx inf - inf = nan
+    _y, (gx, gw, gb) = _silently(
+        nk.layer_norm_forward,
+        nk.layer_norm_backward,
+        XL,
+        (WL, BL),
+        gy_at=[((1, 2), inf)],
+        normalized_shape=(4,),
+        eps=1e-5,
+    )
+    _check("gx", gx, [0.10379123369861287, -1.1546837510467656, 1.5503895728976431, -0.4994970555494904, nan, nan, nan, nan,
+                      3.2453770385302443, -7.302134460752917, 9.736157387634272, -5.679399965411601])  # fmt: skip
+    _check("gw", gw, [-5.589577119447718, -13.137638344714595, nan, 24.596318460691656])
+    _check("gb", gb, [15.0, 18.0, inf, 24.0])
+
+
+def test_group_norm_backward_of_an_inf_gradient_on_a_constant_group_is_nan_silently():
+    x = np.arange(24.0).reshape(2, 4, 3)
+    x[0, :2] = 7.0  # sample 0, group 0: constant, xhat = 0 (eps > 0)
+    w, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 0.0, -1.0])
+    _y, (gx, gw, gb) = _silently(
+        nk.group_norm_forward, nk.group_norm_backward, x, (w, b), gy_at=[((0, 1, 1), inf)], num_groups=2, eps=1e-5
+    )
+    assert np.isnan(gx[0, :2]).all(), gx[0, :2]
+    _check("gx[0, 2:]", gx[0, 2:], [1.0873998191539815, -0.6357459964829015, -2.3588918121197846,
+                                    1.7733527721310205, 0.6357459964829051, -0.5018607791652094])  # fmt: skip
+    _check("gw", gw, [-35.7178814393149, nan, -71.4357628786298, 91.92962927823672])
+    _check("gb", gb, [48.0, inf, 84.0, 102.0])
