@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 
+from refcnn.kernels import linear
 from refcnn.kernels._checks import check_float, check_pair, check_same_dtype
 
 
@@ -119,3 +120,45 @@ def test_check_same_dtype_lists_the_given_arrays_in_order_skipping_none():
     arrays = {"x": np.ones(2), "w": None, "b": np.ones(1, np.float32), "rm": np.ones(1)}
     with _raises(TypeError, "op: all arrays must share one dtype, got x=float64, b=float32, rm=float64"):
         check_same_dtype("op", **arrays)
+
+
+# ---- linear: the fast weight gradient's row blocks, the skipped input gradient, the messages ----
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("rows", [255, 256, 257, 600], ids=["255", "256=block", "257", "600=2-blocks-and-tail"])
+def test_linear_fast_weight_gradient_over_row_blocks_equals_the_reference(rows, dtype):
+    # small integers: every sum is exact in any order, so fast (blocks of SUM_BLOCK rows added
+    # in float64) and reference (row by row) must agree exactly, in x's dtype
+    rng = np.random.default_rng(rows)
+    x = rng.integers(-3, 4, (rows, 5)).astype(dtype)
+    w = rng.integers(-3, 4, (3, 5)).astype(dtype)
+    gy = rng.integers(-3, 4, (rows, 3)).astype(dtype)
+    _, ctx = linear.linear_fast_forward(x, w, None)
+    _, gw, gb = linear.linear_fast_backward(gy, ctx)
+    _, rctx = linear.linear_reference_forward(x, w, None)
+    _, rgw, _ = linear.linear_reference_backward(gy, rctx)
+    assert gw.dtype == dtype and gb is None
+    np.testing.assert_array_equal(gw, rgw)
+    np.testing.assert_array_equal(gw, (gy.astype(np.float64).T @ x.astype(np.float64)).astype(dtype))
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_linear_backward_called_directly_without_the_input_gradient(impl):
+    forward, backward = {
+        "reference": (linear.linear_reference_forward, linear.linear_reference_backward),
+        "fast": (linear.linear_fast_forward, linear.linear_fast_backward),
+    }[impl]
+    x = np.arange(12.0).reshape(2, 2, 3)
+    w, b = np.arange(6.0).reshape(2, 3), np.array([1.0, -1.0])
+    _, ctx = forward(x, w, b)
+    gy = np.ones((2, 2, 2))
+    gx, gw, gb = backward(gy, ctx, needs_input_grad=False)
+    if impl == "reference":  # the fast kernel may compute dL/dx anyway (the registry drops it)
+        assert gx is None
+    np.testing.assert_array_equal(gw, np.ones((4, 2)).T @ x.reshape(4, 3))
+    np.testing.assert_array_equal(gb, [4.0, 4.0])
+
+
+def test_linear_feature_mismatch_names_the_last_dim_of_a_3d_x():
+    message = "linear: x has 4 features (last dim of shape (2, 3, 4)) but weight of shape (5, 3) expects 3"
+    with _raises(ValueError, message):
+        linear.validate_linear(np.ones((2, 3, 4)), np.ones((5, 3)), None)
