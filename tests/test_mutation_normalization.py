@@ -9,6 +9,7 @@ through the registry, which silences "invalid" for every op."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -165,3 +166,34 @@ def test_group_norm_backward_of_an_inf_gradient_on_a_constant_group_is_nan_silen
                                     1.7733527721310205, 0.6357459964829051, -0.5018607791652094])  # fmt: skip
     _check("gw", gw, [-35.7178814393149, nan, -71.4357628786298, 91.92962927823672])
     _check("gb", gb, [48.0, inf, 84.0, 102.0])
+
+
+# ---- the per-channel vectors' type and dtype checks: one line naming op, argument and value ----
+def _bn_args(**change):
+    args = {"weight": None, "bias": None, "running_mean": np.zeros(3), "running_var": np.ones(3)}
+    args.update(change)
+    return args
+
+
+@pytest.mark.parametrize("name", ["weight", "bias", "running_mean", "running_var"])
+@pytest.mark.parametrize(
+    "bad, got",
+    [([1.0, 2.0, 3.0], "a numpy.ndarray, got list"), (np.ones(3, np.int64), "float32 or float64, got dtype int64")],
+    ids=["list", "int64"],
+)
+def test_batch_norm_vector_of_the_wrong_type_is_named(name, bad, got):
+    a = _bn_args(**{name: bad})
+    x = np.ones((2, 3, 4))
+    with pytest.raises(TypeError, match=f"^{re.escape(f'batch_norm: {name} must be {got}')}$"):
+        nk.validate_batch_norm(
+            x, a["weight"], a["bias"], a["running_mean"], a["running_var"], training=False, momentum=0.1, eps=1e-5
+        )
+
+
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_group_norm_vector_of_the_wrong_dtype_is_named(name):
+    params = {"weight": None, "bias": None, name: np.ones(4, np.float16)}
+    with pytest.raises(
+        TypeError, match=f"^{re.escape(f'group_norm: {name} must be float32 or float64, got dtype float16')}$"
+    ):
+        nk.validate_group_norm(np.ones((2, 4, 3)), params["weight"], params["bias"], num_groups=2, eps=1e-5)
