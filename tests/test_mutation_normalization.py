@@ -197,3 +197,19 @@ def test_group_norm_vector_of_the_wrong_dtype_is_named(name):
         TypeError, match=f"^{re.escape(f'group_norm: {name} must be float32 or float64, got dtype float16')}$"
     ):
         nk.validate_group_norm(np.ones((2, 4, 3)), params["weight"], params["bias"], num_groups=2, eps=1e-5)
+
+
+VALIDATE_WITH_EPS = {
+    "batch_norm": lambda eps: nk.validate_batch_norm(
+        np.ones((2, 3)), None, None, None, None, training=True, momentum=0.1, eps=eps
+    ),
+    "group_norm": lambda eps: nk.validate_group_norm(np.ones((2, 4)), None, None, num_groups=2, eps=eps),
+    "layer_norm": lambda eps: nk.validate_layer_norm(np.ones((2, 4)), None, None, normalized_shape=(4,), eps=eps),
+}
+
+
+@pytest.mark.parametrize("op", list(VALIDATE_WITH_EPS))
+@pytest.mark.parametrize("eps", ["1e-5", True, None, np.ones(1)], ids=["str", "bool", "None", "array"])
+def test_an_eps_that_is_not_a_real_number_is_named_with_the_op(op, eps):
+    with pytest.raises(TypeError, match=f"^{re.escape(f'{op}: eps must be a real number, got {eps!r}')}$"):
+        VALIDATE_WITH_EPS[op](eps)
