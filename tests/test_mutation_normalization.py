@@ -213,3 +213,30 @@ VALIDATE_WITH_EPS = {
 def test_an_eps_that_is_not_a_real_number_is_named_with_the_op(op, eps):
     with pytest.raises(TypeError, match=f"^{re.escape(f'{op}: eps must be a real number, got {eps!r}')}$"):
         VALIDATE_WITH_EPS[op](eps)
+
+
+VALIDATE_X = {
+    "batch_norm": lambda x: nk.validate_batch_norm(x, None, None, None, None, training=True, momentum=0.1, eps=1e-5),
+    "group_norm": lambda x: nk.validate_group_norm(x, None, None, num_groups=1, eps=1e-5),
+    "layer_norm": lambda x: nk.validate_layer_norm(x, None, None, normalized_shape=(2,), eps=1e-5),
+}
+
+
+@pytest.mark.parametrize("op", list(VALIDATE_X))
+@pytest.mark.parametrize(
+    "x, got",
+    [([[1.0, 2.0]], "a numpy.ndarray, got list"), (np.ones((2, 2), np.int32), "float32 or float64, got dtype int32")],
+    ids=["list", "int32"],
+)
+def test_an_x_of_the_wrong_type_is_named_with_the_op(op, x, got):
+    with pytest.raises(TypeError, match=f"^{re.escape(f'{op}: x must be {got}')}$"):
+        VALIDATE_X[op](x)
+
+
+def test_group_norm_with_one_group_normalises_each_sample_whole():
+    # num_groups=1 is valid (PyTorch): one set per sample, over all its channels and positions
+    x = np.array([[[0.0, 2.0], [4.0, 6.0]], [[1.0, 1.0], [1.0, 5.0]]])
+    nk.validate_group_norm(x, None, None, num_groups=1, eps=0.0)
+    y, _ = _silently(nk.group_norm_forward, nk.group_norm_backward, x, (None, None), num_groups=1, eps=0.0)
+    s = np.sqrt(5.0)  # sample 0: mean 3, var 5; sample 1: mean 2, var 3
+    _check("y", y, [-3 / s, -1 / s, 1 / s, 3 / s, -1 / np.sqrt(3), -1 / np.sqrt(3), -1 / np.sqrt(3), 3 / np.sqrt(3)])
