@@ -240,3 +240,28 @@ def test_group_norm_with_one_group_normalises_each_sample_whole():
     y, _ = _silently(nk.group_norm_forward, nk.group_norm_backward, x, (None, None), num_groups=1, eps=0.0)
     s = np.sqrt(5.0)  # sample 0: mean 3, var 5; sample 1: mean 2, var 3
     _check("y", y, [-3 / s, -1 / s, 1 / s, 3 / s, -1 / np.sqrt(3), -1 / np.sqrt(3), -1 / np.sqrt(3), 3 / np.sqrt(3)])
+
+
+X_GN = np.ones((2, 4, 3))
+
+
+@pytest.mark.parametrize(
+    "params, exc, message",
+    [
+        (dict(num_groups=3), ValueError, "group_norm: expected the number of channels of x to be divisible by "
+                                         "num_groups, got x of shape (2, 4, 3) and num_groups=3"),
+        (dict(num_groups=0), ValueError, "group_norm: num_groups must be >= 1, got 0"),
+        (dict(num_groups=2.0), TypeError, "group_norm: num_groups must be an int, got 2.0"),
+        (dict(weight=np.ones(3)), ValueError,
+         "group_norm: weight should contain 4 elements (one per channel of x of shape (2, 4, 3)), got shape (3,)"),
+        (dict(bias=np.ones((4, 1))), ValueError,
+         "group_norm: bias should contain 4 elements (one per channel of x of shape (2, 4, 3)), got shape (4, 1)"),
+        (dict(weight=np.ones(4, np.float32)), TypeError, "group_norm: all arrays must share one dtype, got x=float64, weight=float32"),
+        (dict(bias=np.ones(4, np.float32)), TypeError, "group_norm: all arrays must share one dtype, got x=float64, bias=float32"),
+    ],
+    ids=["groups-3-of-4", "groups-0", "groups-float", "weight-3", "bias-4x1", "weight-f32", "bias-f32"],
+)  # fmt: skip
+def test_group_norm_rejects_with_one_line_naming_the_value(params, exc, message):
+    call = {"weight": None, "bias": None, "num_groups": 2, **params}
+    with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+        nk.validate_group_norm(X_GN, call["weight"], call["bias"], num_groups=call["num_groups"], eps=1e-5)
