@@ -265,3 +265,18 @@ def test_group_norm_rejects_with_one_line_naming_the_value(params, exc, message)
     call = {"weight": None, "bias": None, "num_groups": 2, **params}
     with pytest.raises(exc, match=f"^{re.escape(message)}$"):
         nk.validate_group_norm(X_GN, call["weight"], call["bias"], num_groups=call["num_groups"], eps=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, G", [((1, 2, 2), 1), ((2, 4, 2), 4)], ids=["1x2x2-G1", "2x4x2-G4"]
+)  # as many sets as values per set: PyTorch accepts these
+def test_group_norm_accepts_more_than_one_value_per_batch_norm_channel(shape, G):
+    # PyTorch's check runs on [N*C/G, G, *spatial]: it refuses only N*C/G * prod(spatial) == 1
+    nk.validate_group_norm(np.ones(shape), None, None, num_groups=G, eps=1e-5)
+
+
+def test_group_norm_refuses_a_single_value_per_batch_norm_channel():
+    with pytest.raises(
+        ValueError, match=re.escape("Expected more than 1 value per channel when training, got input size [1, 2]")
+    ):
+        nk.validate_group_norm(np.ones((1, 2)), None, None, num_groups=2, eps=1e-5)
