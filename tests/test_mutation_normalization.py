@@ -280,3 +280,15 @@ def test_group_norm_refuses_a_single_value_per_batch_norm_channel():
         ValueError, match=re.escape("Expected more than 1 value per channel when training, got input size [1, 2]")
     ):
         nk.validate_group_norm(np.ones((1, 2)), None, None, num_groups=2, eps=1e-5)
+
+
+@pytest.mark.parametrize(
+    "normalized_shape",
+    [(4.0,), (2, np.float64(2.0)), (True,)],
+    ids=["float", "np-float-second", "bool"],
+)
+def test_layer_norm_normalized_shape_must_be_a_tuple_of_ints(normalized_shape):
+    # a float or a bool among the dims is refused (PyTorch: "expected int"), naming the value
+    message = f"layer_norm: normalized_shape must be a tuple of ints, got {normalized_shape!r}"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        nk.validate_layer_norm(np.ones((3, 1)), None, None, normalized_shape=normalized_shape, eps=1e-5)
