@@ -292,3 +292,15 @@ def test_layer_norm_normalized_shape_must_be_a_tuple_of_ints(normalized_shape):
     message = f"layer_norm: normalized_shape must be a tuple of ints, got {normalized_shape!r}"
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         nk.validate_layer_norm(np.ones((3, 1)), None, None, normalized_shape=normalized_shape, eps=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, normalized_shape",
+    [((4,), (4,)), ((2, 3), (2, 3)), ((2, 0), (0,)), ((0, 3), (3,))],
+    ids=["1d-whole", "2d-whole", "empty-set", "empty-batch"],
+)
+def test_layer_norm_accepts_x_that_is_exactly_normalized_shape_or_empty(shape, normalized_shape):
+    # PyTorch: x.ndim == len(normalized_shape) is one set; a dim of 0 gives an empty output
+    nk.validate_layer_norm(np.ones(shape), None, None, normalized_shape=normalized_shape, eps=1e-5)
+    y, _ = nk.layer_norm_forward(np.ones(shape), None, None, normalized_shape=normalized_shape, eps=1e-5)
+    assert y.shape == shape
