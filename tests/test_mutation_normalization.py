@@ -304,3 +304,22 @@ def test_layer_norm_accepts_x_that_is_exactly_normalized_shape_or_empty(shape, n
     nk.validate_layer_norm(np.ones(shape), None, None, normalized_shape=normalized_shape, eps=1e-5)
     y, _ = nk.layer_norm_forward(np.ones(shape), None, None, normalized_shape=normalized_shape, eps=1e-5)
     assert y.shape == shape
+
+
+@pytest.mark.parametrize(
+    "params, exc, message",
+    [
+        (dict(bias=np.ones(3)), ValueError, "layer_norm: bias must have the shape normalized_shape=(4,), got (3,)"),
+        (dict(weight=np.ones((1, 4))), ValueError, "layer_norm: weight must have the shape normalized_shape=(4,), got (1, 4)"),
+        (dict(bias=np.ones(4, np.int64)), TypeError, "layer_norm: bias must be float32 or float64, got dtype int64"),
+        (dict(weight=[1.0] * 4), TypeError, "layer_norm: weight must be a numpy.ndarray, got list"),
+        (dict(bias=np.ones(4, np.float32)), TypeError, "layer_norm: all arrays must share one dtype, got x=float64, bias=float32"),
+        (dict(weight=np.ones(4, np.float32), bias=np.ones(4, np.float32)), TypeError,
+         "layer_norm: all arrays must share one dtype, got x=float64, weight=float32, bias=float32"),
+    ],
+    ids=["bias-3", "weight-1x4", "bias-int64", "weight-list", "bias-f32", "both-f32"],
+)  # fmt: skip
+def test_layer_norm_rejects_with_one_line_naming_the_value(params, exc, message):
+    call = {"weight": None, "bias": None, **params}
+    with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+        nk.validate_layer_norm(np.ones((2, 4)), call["weight"], call["bias"], normalized_shape=(4,), eps=1e-5)
