@@ -5,7 +5,12 @@ backward kernels, a zero gradient meeting rstd = inf or an inf gradient meeting 
 must give PyTorch's values (expected values below are torch 2.13's, float64) with no NumPy
 warning: its own errstate, not the registry's, has to cover these. Mutation testing
 (tox -e mutation) found the kernels' errstate arguments unchecked: every earlier test went
-through the registry, which silences "invalid" for every op."""
+through the registry, which silences "invalid" for every op.
+
+The second half pins the validators' boundaries as PyTorch draws them (one group, x exactly
+normalized_shape, zero-size dims accepted; a float or bool dim refused) and each rejection
+as one exact line naming the op, the argument and the value: the mutation pre-scan found
+names and boundaries that only unanchored matches or no test checked."""
 
 from __future__ import annotations
 
