@@ -1,5 +1,6 @@
 """Dropout corners that mutation testing (tox -e mutation) found unchecked: the keep test at a
-draw equal to p, and the backward's silent inf * 0."""
+draw equal to p, and the silent inf * 0 in the backward and in the exported kernels called
+directly (outside the registry's errstate)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from refcnn import kernels
+from refcnn.kernels import dropout
 
 
 class _Draws(np.random.Generator):
@@ -44,4 +46,22 @@ def test_backward_of_an_inf_gradient_through_a_dropped_element_is_nan_without_a_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         (gx,) = k.backward(np.array([[[np.inf], [1.0]]]), ctx)
+    assert np.isnan(gx[0, 0, 0]) and gx[0, 1, 0] == 2.0, gx
+
+
+@pytest.mark.parametrize(
+    "forward",
+    [dropout.dropout_forward, dropout.dropout2d_forward],
+    ids=["dropout_forward", "dropout2d_forward"],
+)
+def test_the_exported_kernels_called_directly_give_nan_for_inf_times_zero_without_a_warning(forward):
+    # dropout_forward, dropout2d_forward and dropout_backward are public (__all__): called
+    # directly, without the registry's errstate around them, an inf in a dropped element (forward)
+    # or an inf gradient there (backward) still gives nan silently, as PyTorch does.
+    x = np.array([[[np.inf], [1.0]]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ctx = forward(x, p=0.5, training=True, generator=_Draws(np.array([0.0, 0.9]).reshape(1, 2, 1)))
+        (gx,) = dropout.dropout_backward(np.array([[[np.inf], [1.0]]]), ctx)
+    assert np.isnan(y[0, 0, 0]) and y[0, 1, 0] == 2.0, y
     assert np.isnan(gx[0, 0, 0]) and gx[0, 1, 0] == 2.0, gx

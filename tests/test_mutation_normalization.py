@@ -1,0 +1,330 @@
+"""The normalisation kernels called directly (they are exported: ``__all__``), outside the
+registry's errstate, on the IEEE edges PyTorch answers silently: eps = 0 on a constant set
+(1/sqrt(0) = inf, then 0 * inf = nan), an inf in the input (inf - inf = nan) and, for the
+backward kernels, a zero gradient meeting rstd = inf or an inf gradient meeting xhat = 0. Each kernel
+must give PyTorch's values (expected values below are torch 2.13's, float64) with no NumPy
+warning: its own errstate, not the registry's, has to cover these. Mutation testing
+(tox -e mutation) found the kernels' errstate arguments unchecked: every earlier test went
+through the registry, which silences "invalid" for every op.
+
+The second half pins the validators' boundaries as PyTorch draws them (one group, x exactly
+normalized_shape, zero-size dims accepted; a float or bool dim refused) and each rejection
+as one exact line naming the op, the argument and the value: the mutation pre-scan found
+names and boundaries that only unanchored matches or no test checked."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from refcnn.kernels import normalization as nk
+
+nan, inf = np.nan, np.inf
+
+BN = {
+    "reference": (nk.batch_norm_reference_forward, nk.batch_norm_reference_backward),
+    "fast": (nk.batch_norm_fast_forward, nk.batch_norm_fast_backward),
+}
+
+
+def _silently(forward, backward, x, params, gy_at=None, **config):
+    """forward then backward (gy = 1, 2, 3, ... in C order, with gy[index] = value for each
+    (index, value) in gy_at) with every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ctx = forward(x, *params, **config)
+        gy = np.arange(1.0, y.size + 1).reshape(y.shape)
+        for index, value in gy_at or ():
+            gy[index] = value
+        grads = backward(gy, ctx)
+    return y, grads
+
+
+def _check(name, got, want):
+    np.testing.assert_allclose(got, np.asarray(want).reshape(np.shape(got)), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+# x (2, 2, 3): channel 0 constant over the batch, channel 1 not
+X_BN = np.array([[[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]], [[1.0, 1.0, 1.0], [3.0, 4.0, 5.0]]])
+W_BN, B_BN = np.array([2.0, 3.0]), np.array([0.5, -1.0])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_batch_norm_eval_eps0_on_a_zero_running_var_is_nan_and_inf_silently(impl):
+    # channel 0: running_var 0 and eps 0, so rstd = 1/sqrt(0) = inf and xhat = 0 * inf = nan
+    y, (gx, gw, gb) = _silently(
+        *BN[impl], X_BN, (W_BN, B_BN, np.array([1.0, 2.0]), np.array([0.0, 1.0])), training=False, momentum=0.1, eps=0.0
+    )
+    _check("y", y, [nan, nan, nan, -7.0, -4.0, -1.0, nan, nan, nan, 2.0, 5.0, 8.0])
+    _check("gx", gx, [inf, inf, inf, 12.0, 15.0, 18.0, inf, inf, inf, 30.0, 33.0, 36.0])
+    _check("gw", gw, [nan, 55.0])
+    _check("gb", gb, [30.0, 48.0])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_batch_norm_train_with_an_inf_is_nan_in_that_channel_silently(impl):
+    x = X_BN.copy()
+    x[0, 1, 2] = inf  # channel 1's mean is inf, and inf - inf = nan
+    rm, rv = np.zeros(2), np.ones(2)
+    y, (gx, gw, gb) = _silently(*BN[impl], x, (W_BN, B_BN, rm, rv), training=True, momentum=0.1, eps=1e-5)
+    _check("y", y, [0.5, 0.5, 0.5, nan, nan, nan, 0.5, 0.5, 0.5, nan, nan, nan])
+    c = 1264.9110640673516  # channel 0: xhat = 0, so gx = w * rstd * (g - mean(g)), rstd = 1/sqrt(1e-5)
+    _check("gx", gx, [-2 * c, -1.5 * c, -c, nan, nan, nan, c, 1.5 * c, 2 * c, nan, nan, nan])
+    _check("gw", gw, [0.0, nan])
+    _check("gb", gb, [30.0, 48.0])
+    _check("running_mean", rm, [0.1, inf])  # PyTorch: the inf reaches the running statistics
+    _check("running_var", rv, [0.9, nan])
+
+
+def test_group_norm_eps0_on_a_constant_group_is_nan_silently():
+    x = np.arange(24.0).reshape(2, 4, 3)
+    x[0, :2] = 7.0  # sample 0, group 0 (channels 0 and 1): constant
+    w, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 0.0, -1.0])
+    y, (gx, gw, gb) = _silently(nk.group_norm_forward, nk.group_norm_backward, x, (w, b), num_groups=2, eps=0.0)
+    # sample 0, group 0 is nan; the rest is finite
+    _check("y[0, 2:]", y[0, 2:], [-4.3915503282684005, -2.6349301969610406, -0.8783100656536806,
+                                  0.1710800875382401, 2.51324026261472, 4.8554004376912])  # fmt: skip
+    assert np.isnan(y[0, :2]).all() and np.isnan(gx[0, :2]).all()
+    _check("gx[1]", gx[1], [1.5893229759447536, -1.0372423632481542, -3.663807702441069, 3.078267658671944,
+                            1.0372423632481542, -1.003782932175632, 2.0912144420325802, -1.438755536118407,
+                            -4.96872551426938, 4.383185470500273, 1.438755536118407, -1.5056743982634373])  # fmt: skip
+    _check("gw", gw, [nan, nan, -71.43588533983264, 91.92978687175183])
+    _check("gb", gb, [48.0, 66.0, 84.0, 102.0])
+
+
+XL = np.array([[1.0, 2.0, 4.0, 8.0], [5.0, 5.0, 5.0, 5.0], [0.0, -1.0, 1.0, 3.0]])
+WL, BL = np.array([1.0, -1.0, 2.0, 0.5]), np.zeros(4)
+
+
+def test_layer_norm_eps0_on_a_constant_row_is_nan_silently():
+    y, (gx, gw, gb) = _silently(
+        nk.layer_norm_forward, nk.layer_norm_backward, XL, (WL, BL), normalized_shape=(4,), eps=0.0
+    )
+    _check("y", y, [-1.025755289064345, 0.6527533657682196, 0.18650096164806276, 0.7926290870042667, nan, nan, nan, nan,
+                    -0.50709255283711, 1.1832159566199232, 0.3380617018914066, 0.7606388292556648])  # fmt: skip
+    _check("gx", gx, [0.1037918395258785, -1.1546842147253973, 1.550390602917809, -0.4994982277182899, nan, nan, nan, nan,
+                      3.2453923381575027, -7.302132760854383, 9.73617701447251, -5.679436591775629])  # fmt: skip
+    _check("gw", gw, [nan, nan, nan, nan])
+    _check("gb", gb, [15.0, 18.0, 21.0, 24.0])
+
+
+def test_layer_norm_with_a_minus_inf_is_nan_in_that_row_silently():
+    x = XL.copy()
+    x[2, 1] = -inf
+    y, (gx, gw, gb) = _silently(
+        nk.layer_norm_forward, nk.layer_norm_backward, x, (WL, BL), normalized_shape=(4,), eps=1e-5
+    )
+    _check("y", y, [-1.0257545754961932, 0.6527529116793956, 0.18650083190839875, 0.7926285356106947, 0.0, 0.0, 0.0, 0.0,
+                    nan, nan, nan, nan])  # fmt: skip
+    _check("gx", gx, [0.10379123369861287, -1.1546837510467656, 1.5503895728976431, -0.4994970555494904,
+                      237.17082451262831, -3241.3346016725886, 3083.2207186641695, -79.05694150420959,
+                      nan, nan, nan, nan])  # fmt: skip
+    _check("gw", gw, [nan, nan, nan, nan])
+    _check("gb", gb, [15.0, 18.0, 21.0, 24.0])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_batch_norm_eval_backward_of_a_zero_gradient_times_an_infinite_rstd_is_nan_silently(impl):
+    _y, (gx, gw, gb) = _silently(
+        *BN[impl],
+        X_BN,
+        (W_BN, B_BN, np.array([1.0, 2.0]), np.array([0.0, 1.0])),
+        gy_at=[((0, 0, 1), 0.0)],
+        training=False,
+        momentum=0.1,
+        eps=0.0,
+    )
+    _check("gx", gx, [inf, nan, inf, 12.0, 15.0, 18.0, inf, inf, inf, 30.0, 33.0, 36.0])
+    _check("gw", gw, [nan, 55.0])
+    _check("gb", gb, [28.0, 48.0])
+
+
+def test_layer_norm_backward_of_an_inf_gradient_on_a_constant_row_is_nan_silently():
+    # row 1 is constant: xhat = 0 there, so dL/dw takes inf * 0 = nan and dL/dx inf - inf = nan
+    _y, (gx, gw, gb) = _silently(
+        nk.layer_norm_forward,
+        nk.layer_norm_backward,
+        XL,
+        (WL, BL),
+        gy_at=[((1, 2), inf)],
+        normalized_shape=(4,),
+        eps=1e-5,
+    )
+    _check("gx", gx, [0.10379123369861287, -1.1546837510467656, 1.5503895728976431, -0.4994970555494904, nan, nan, nan, nan,
+                      3.2453770385302443, -7.302134460752917, 9.736157387634272, -5.679399965411601])  # fmt: skip
+    _check("gw", gw, [-5.589577119447718, -13.137638344714595, nan, 24.596318460691656])
+    _check("gb", gb, [15.0, 18.0, inf, 24.0])
+
+
+def test_group_norm_backward_of_an_inf_gradient_on_a_constant_group_is_nan_silently():
+    x = np.arange(24.0).reshape(2, 4, 3)
+    x[0, :2] = 7.0  # sample 0, group 0: constant, xhat = 0 (eps > 0)
+    w, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 0.0, -1.0])
+    _y, (gx, gw, gb) = _silently(
+        nk.group_norm_forward, nk.group_norm_backward, x, (w, b), gy_at=[((0, 1, 1), inf)], num_groups=2, eps=1e-5
+    )
+    assert np.isnan(gx[0, :2]).all(), gx[0, :2]
+    _check("gx[0, 2:]", gx[0, 2:], [1.0873998191539815, -0.6357459964829015, -2.3588918121197846,
+                                    1.7733527721310205, 0.6357459964829051, -0.5018607791652094])  # fmt: skip
+    _check("gw", gw, [-35.7178814393149, nan, -71.4357628786298, 91.92962927823672])
+    _check("gb", gb, [48.0, inf, 84.0, 102.0])
+
+
+# ---- the per-channel vectors' type and dtype checks: one line naming op, argument and value ----
+def _bn_args(**change):
+    args = {"weight": None, "bias": None, "running_mean": np.zeros(3), "running_var": np.ones(3)}
+    args.update(change)
+    return args
+
+
+@pytest.mark.parametrize("name", ["weight", "bias", "running_mean", "running_var"])
+@pytest.mark.parametrize(
+    "bad, got",
+    [([1.0, 2.0, 3.0], "a numpy.ndarray, got list"), (np.ones(3, np.int64), "float32 or float64, got dtype int64")],
+    ids=["list", "int64"],
+)
+def test_batch_norm_vector_of_the_wrong_type_is_named(name, bad, got):
+    a = _bn_args(**{name: bad})
+    x = np.ones((2, 3, 4))
+    with pytest.raises(TypeError, match=f"^{re.escape(f'batch_norm: {name} must be {got}')}$"):
+        nk.validate_batch_norm(
+            x, a["weight"], a["bias"], a["running_mean"], a["running_var"], training=False, momentum=0.1, eps=1e-5
+        )
+
+
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_group_norm_vector_of_the_wrong_dtype_is_named(name):
+    params = {"weight": None, "bias": None, name: np.ones(4, np.float16)}
+    with pytest.raises(
+        TypeError, match=f"^{re.escape(f'group_norm: {name} must be float32 or float64, got dtype float16')}$"
+    ):
+        nk.validate_group_norm(np.ones((2, 4, 3)), params["weight"], params["bias"], num_groups=2, eps=1e-5)
+
+
+VALIDATE_WITH_EPS = {
+    "batch_norm": lambda eps: nk.validate_batch_norm(
+        np.ones((2, 3)), None, None, None, None, training=True, momentum=0.1, eps=eps
+    ),
+    "group_norm": lambda eps: nk.validate_group_norm(np.ones((2, 4)), None, None, num_groups=2, eps=eps),
+    "layer_norm": lambda eps: nk.validate_layer_norm(np.ones((2, 4)), None, None, normalized_shape=(4,), eps=eps),
+}
+
+
+@pytest.mark.parametrize("op", list(VALIDATE_WITH_EPS))
+@pytest.mark.parametrize("eps", ["1e-5", True, None, np.ones(1)], ids=["str", "bool", "None", "array"])
+def test_an_eps_that_is_not_a_real_number_is_named_with_the_op(op, eps):
+    with pytest.raises(TypeError, match=f"^{re.escape(f'{op}: eps must be a real number, got {eps!r}')}$"):
+        VALIDATE_WITH_EPS[op](eps)
+
+
+VALIDATE_X = {
+    "batch_norm": lambda x: nk.validate_batch_norm(x, None, None, None, None, training=True, momentum=0.1, eps=1e-5),
+    "group_norm": lambda x: nk.validate_group_norm(x, None, None, num_groups=1, eps=1e-5),
+    "layer_norm": lambda x: nk.validate_layer_norm(x, None, None, normalized_shape=(2,), eps=1e-5),
+}
+
+
+@pytest.mark.parametrize("op", list(VALIDATE_X))
+@pytest.mark.parametrize(
+    "x, got",
+    [([[1.0, 2.0]], "a numpy.ndarray, got list"), (np.ones((2, 2), np.int32), "float32 or float64, got dtype int32")],
+    ids=["list", "int32"],
+)
+def test_an_x_of_the_wrong_type_is_named_with_the_op(op, x, got):
+    with pytest.raises(TypeError, match=f"^{re.escape(f'{op}: x must be {got}')}$"):
+        VALIDATE_X[op](x)
+
+
+def test_group_norm_with_one_group_normalises_each_sample_whole():
+    # num_groups=1 is valid (PyTorch): one set per sample, over all its channels and positions
+    x = np.array([[[0.0, 2.0], [4.0, 6.0]], [[1.0, 1.0], [1.0, 5.0]]])
+    nk.validate_group_norm(x, None, None, num_groups=1, eps=0.0)
+    y, _ = _silently(nk.group_norm_forward, nk.group_norm_backward, x, (None, None), num_groups=1, eps=0.0)
+    s = np.sqrt(5.0)  # sample 0: mean 3, var 5; sample 1: mean 2, var 3
+    _check("y", y, [-3 / s, -1 / s, 1 / s, 3 / s, -1 / np.sqrt(3), -1 / np.sqrt(3), -1 / np.sqrt(3), 3 / np.sqrt(3)])
+
+
+X_GN = np.ones((2, 4, 3))
+
+
+@pytest.mark.parametrize(
+    "params, exc, message",
+    [
+        (dict(num_groups=3), ValueError, "group_norm: expected the number of channels of x to be divisible by "
+                                         "num_groups, got x of shape (2, 4, 3) and num_groups=3"),
+        (dict(num_groups=0), ValueError, "group_norm: num_groups must be >= 1, got 0"),
+        (dict(num_groups=2.0), TypeError, "group_norm: num_groups must be an int, got 2.0"),
+        (dict(weight=np.ones(3)), ValueError,
+         "group_norm: weight should contain 4 elements (one per channel of x of shape (2, 4, 3)), got shape (3,)"),
+        (dict(bias=np.ones((4, 1))), ValueError,
+         "group_norm: bias should contain 4 elements (one per channel of x of shape (2, 4, 3)), got shape (4, 1)"),
+        (dict(weight=np.ones(4, np.float32)), TypeError, "group_norm: all arrays must share one dtype, got x=float64, weight=float32"),
+        (dict(bias=np.ones(4, np.float32)), TypeError, "group_norm: all arrays must share one dtype, got x=float64, bias=float32"),
+    ],
+    ids=["groups-3-of-4", "groups-0", "groups-float", "weight-3", "bias-4x1", "weight-f32", "bias-f32"],
+)  # fmt: skip
+def test_group_norm_rejects_with_one_line_naming_the_value(params, exc, message):
+    call = {"weight": None, "bias": None, "num_groups": 2, **params}
+    with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+        nk.validate_group_norm(X_GN, call["weight"], call["bias"], num_groups=call["num_groups"], eps=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, G", [((1, 2, 2), 1), ((2, 4, 2), 4)], ids=["1x2x2-G1", "2x4x2-G4"]
+)  # as many sets as values per set: PyTorch accepts these
+def test_group_norm_accepts_more_than_one_value_per_batch_norm_channel(shape, G):
+    # PyTorch's check runs on [N*C/G, G, *spatial]: it refuses only N*C/G * prod(spatial) == 1
+    nk.validate_group_norm(np.ones(shape), None, None, num_groups=G, eps=1e-5)
+
+
+def test_group_norm_refuses_a_single_value_per_batch_norm_channel():
+    with pytest.raises(
+        ValueError, match=re.escape("Expected more than 1 value per channel when training, got input size [1, 2]")
+    ):
+        nk.validate_group_norm(np.ones((1, 2)), None, None, num_groups=2, eps=1e-5)
+
+
+@pytest.mark.parametrize(
+    "normalized_shape",
+    [(4.0,), (2, np.float64(2.0)), (True,)],
+    ids=["float", "np-float-second", "bool"],
+)
+def test_layer_norm_normalized_shape_must_be_a_tuple_of_ints(normalized_shape):
+    # a float or a bool among the dims is refused (PyTorch: "expected int"), naming the value
+    message = f"layer_norm: normalized_shape must be a tuple of ints, got {normalized_shape!r}"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        nk.validate_layer_norm(np.ones((3, 1)), None, None, normalized_shape=normalized_shape, eps=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, normalized_shape",
+    [((4,), (4,)), ((2, 3), (2, 3)), ((2, 0), (0,)), ((0, 3), (3,))],
+    ids=["1d-whole", "2d-whole", "empty-set", "empty-batch"],
+)
+def test_layer_norm_accepts_x_that_is_exactly_normalized_shape_or_empty(shape, normalized_shape):
+    # PyTorch: x.ndim == len(normalized_shape) is one set; a dim of 0 gives an empty output
+    nk.validate_layer_norm(np.ones(shape), None, None, normalized_shape=normalized_shape, eps=1e-5)
+    y, _ = nk.layer_norm_forward(np.ones(shape), None, None, normalized_shape=normalized_shape, eps=1e-5)
+    assert y.shape == shape
+
+
+@pytest.mark.parametrize(
+    "params, exc, message",
+    [
+        (dict(bias=np.ones(3)), ValueError, "layer_norm: bias must have the shape normalized_shape=(4,), got (3,)"),
+        (dict(weight=np.ones((1, 4))), ValueError, "layer_norm: weight must have the shape normalized_shape=(4,), got (1, 4)"),
+        (dict(bias=np.ones(4, np.int64)), TypeError, "layer_norm: bias must be float32 or float64, got dtype int64"),
+        (dict(weight=[1.0] * 4), TypeError, "layer_norm: weight must be a numpy.ndarray, got list"),
+        (dict(bias=np.ones(4, np.float32)), TypeError, "layer_norm: all arrays must share one dtype, got x=float64, bias=float32"),
+        (dict(weight=np.ones(4, np.float32), bias=np.ones(4, np.float32)), TypeError,
+         "layer_norm: all arrays must share one dtype, got x=float64, weight=float32, bias=float32"),
+    ],
+    ids=["bias-3", "weight-1x4", "bias-int64", "weight-list", "bias-f32", "both-f32"],
+)  # fmt: skip
+def test_layer_norm_rejects_with_one_line_naming_the_value(params, exc, message):
+    call = {"weight": None, "bias": None, **params}
+    with pytest.raises(exc, match=f"^{re.escape(message)}$"):
+        nk.validate_layer_norm(np.ones((2, 4)), call["weight"], call["bias"], normalized_shape=(4,), eps=1e-5)
