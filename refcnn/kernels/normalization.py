@@ -170,12 +170,6 @@ def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
     return (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
-def _zero_grads(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None) -> tuple[Any, Any, Any]:
-    gw = None if weight is None else np.zeros_like(weight)
-    gb = None if bias is None else np.zeros_like(bias)
-    return np.zeros_like(x), gw, gb
-
-
 # ---- batch_norm: reference ------------------------------------------------------------------
 class BatchNormRefCtx(NamedTuple):
     """What the reference backward keeps: the centred input x - mu, 1/sqrt(var + eps) per

@@ -20,7 +20,7 @@ once, and the registry then calls it plainly and drops the dL/dx it computed.
 
 Which implementation ``get`` picks, in order: the ``impl`` argument, the innermost
 ``use(...)`` block of this thread, the global default (``set_default``), ``"fast"`` if
-registered, else the first one registered.
+registered, else the implementation whose name sorts first (not the order of registration).
 """
 
 from __future__ import annotations
