@@ -218,3 +218,28 @@ def test_groups_rejects_a_bool_and_takes_a_numpy_integer(op):
     y, _ = kernels.get(op).forward(x, w, None, groups=np.int64(2), **config)
     # a 1x1 kernel with one channel per group scales each channel by its own weight
     np.testing.assert_allclose(y, x * w.reshape(1, 2, 1, 1), rtol=1e-15, err_msg=op)
+
+
+# ---- the bias gradient: a long batch of several channels, summed in float64 ----------------------
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_bias_gradient_of_a_long_batch_of_several_channels_is_summed_in_float64(op, impl):
+    # gb[c] sums gy over (n, i, j). With two channels, NumPy's float32 sum over (0, 2, 3) adds the
+    # batch row by row (3000 running float32 additions: 9e-3 off 300.0); with one channel the
+    # axes merge into one contiguous, pairwise sum, which is why a single channel cannot tell
+    x = np.full((3000, 1, 1, 1), 0.5, np.float32)
+    w = np.ones((2, 1, 1, 1) if op == "conv2d" else (1, 2, 1, 1), np.float32)
+    config = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
+    if op == "conv_transpose2d":
+        config["output_padding"] = (0, 0)
+    k = kernels.get(op, impl)
+    _, ctx = k.forward(x, w, np.zeros(2, np.float32), **config)
+    tenths = np.array([0.1, 0.3], np.float32)
+    gy = np.broadcast_to(tenths[None, :, None, None], (3000, 2, 1, 1)).copy()
+    gb = k.backward(gy, ctx)[2]
+    # refcnn's accumulation contract (tests/test_accumulation.py), stricter than PyTorch's CPU
+    # kernel, whose float32 sum here is 0.009 and 0.024 off
+    exact = 3000 * tenths.astype(np.float64)
+    assert gb.dtype == np.float32, f"{op} {impl}: {gb.dtype}"
+    # float64 then one rounding: within an ulp; a running float32 sum is ~2e2 ulps off
+    np.testing.assert_allclose(gb, exact, rtol=2 * np.finfo(np.float32).eps, atol=0, err_msg=f"{op} {impl}")
