@@ -243,3 +243,26 @@ def test_bias_gradient_of_a_long_batch_of_several_channels_is_summed_in_float64(
     assert gb.dtype == np.float32, f"{op} {impl}: {gb.dtype}"
     # float64 then one rounding: within an ulp; a running float32 sum is ~2e2 ulps off
     np.testing.assert_allclose(gb, exact, rtol=2 * np.finfo(np.float32).eps, atol=0, err_msg=f"{op} {impl}")
+
+
+# ---- the fast conv2d's extra memory: below one im2col matrix, backward included ----------------
+@pytest.mark.parametrize(
+    ("x_shape", "C_out"), [((8, 16, 12, 12), 1), ((16, 8, 16, 16), 1)], ids=["16-channels-in", "8-channels-in"]
+)
+def test_fast_conv2d_backward_extra_memory_stays_below_the_im2col_matrix(x_shape, C_out):
+    # _im2col.Geometry.chunk's promise: a call's extra memory, temporaries included, stays below
+    # the batch's full im2col matrix. Many input channels, one output channel: the columns
+    # dominate, and backward's column gradient must reuse the columns' scratch (a second one
+    # takes about 1.4 matrices here)
+    from refcnn.bench import peak_memory
+
+    x = RNG.standard_normal(x_shape, dtype=np.float32)
+    w = RNG.standard_normal((C_out, x_shape[1], 3, 3), dtype=np.float32)
+    k = kernels.get("conv2d", "fast")
+    config = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "groups": 1}
+    y, ctx = k.forward(x, w, None, **config)
+    gy = RNG.standard_normal(y.shape, dtype=np.float32)
+    im2col = x_shape[1] * 9 * x_shape[0] * y.shape[2] * y.shape[3] * 4
+    outputs = x.nbytes + w.nbytes
+    assert peak_memory(lambda: k.forward(x, w, None, **config)) - y.nbytes <= im2col
+    assert peak_memory(lambda: k.backward(gy, ctx)) - outputs <= im2col
