@@ -266,3 +266,21 @@ def test_fast_conv2d_backward_extra_memory_stays_below_the_im2col_matrix(x_shape
     outputs = x.nbytes + w.nbytes
     assert peak_memory(lambda: k.forward(x, w, None, **config)) - y.nbytes <= im2col
     assert peak_memory(lambda: k.backward(gy, ctx)) - outputs <= im2col
+
+
+# ---- the fast weight gradient over more than one block of SUM_BLOCK columns -------------------
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_fast_weight_gradient_over_several_sum_blocks_matches_the_reference(op):
+    # an image of 24 x 30 gives products of more than SUM_BLOCK (512) columns: gw's blocks are
+    # summed per weight entry, each entry its own sum (a test with one weight cannot tell)
+    x = RNG.standard_normal((2, 2, 24, 30))
+    w = RNG.standard_normal((3, 2, 3, 2) if op == "conv2d" else (2, 3, 3, 2))
+    config = {"stride": (1, 1), "padding": (1, 0), "dilation": (1, 1), "groups": 1}
+    if op == "conv_transpose2d":
+        config["output_padding"] = (0, 0)
+    fast, ref = kernels.get(op, "fast"), kernels.get(op, "reference")
+    y, ctx = fast.forward(x, w, None, **config)
+    gy = RNG.standard_normal(y.shape)
+    gw = fast.backward(gy, ctx)[1]
+    gw_ref = ref.backward(gy, ref.forward(x, w, None, **config)[1])[1]
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-10, atol=1e-10, err_msg=op)
