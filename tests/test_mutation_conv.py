@@ -284,3 +284,20 @@ def test_fast_weight_gradient_over_several_sum_blocks_matches_the_reference(op):
     gw = fast.backward(gy, ctx)[1]
     gw_ref = ref.backward(gy, ref.forward(x, w, None, **config)[1])[1]
     np.testing.assert_allclose(gw, gw_ref, rtol=1e-10, atol=1e-10, err_msg=op)
+
+
+def test_fast_weight_gradient_adds_its_blocks_in_float64():
+    # One float32 image of one channel, a 1x1 kernel: grad_weight is the sum of gy over the
+    # 64 x 64 plane, 8 blocks of SUM_BLOCK (512) columns, rows 0-7 the first block. Block 0 sums
+    # to 2**24 and blocks 1-7 to 1.0 each, every partial sum exact in float32, so only adding
+    # the blocks can round: in float64 the total 2**24 + 7 rounds once, to 2**24 + 8; blocks
+    # added in float32 lose a 1.0 to 2**24's rounding (2**24 + 6).
+    x = np.ones((1, 1, 64, 64), np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    gy = np.full((1, 1, 64, 64), 2.0**-9, np.float32)
+    gy[..., :8, :] = 2.0**15
+    config = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
+    fast = kernels.get("conv2d", "fast")
+    gw = fast.backward(gy, fast.forward(x, w, None, **config)[1])[1]
+    assert gw.dtype == np.float32
+    assert gw.item() == np.float32(2.0**24 + 7) == 2.0**24 + 8, f"grad_weight {gw.item()}, want 2**24 + 8"
