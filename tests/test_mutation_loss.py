@@ -356,3 +356,15 @@ def test_the_implementation_gives_the_registrys_nan_and_inf_without_a_warning(ca
     assert not (np.isfinite(loss).all() and np.isfinite(gx).all()), f"{case}: the case should reach a nan or inf"
     np.testing.assert_array_equal(direct_loss, loss, err_msg=f"{case} loss")
     np.testing.assert_array_equal(direct_gx, gx, err_msg=f"{case} grad")
+
+
+def test_nll_loss_divides_by_the_weight_sum_taken_in_float64():
+    """The mean's divisor sum(w[t]) is taken in float64, as the sum it divides: with class
+    weights (2**24, 1) and targets (0, 1, 1, 1), float32 would round 2**24 + 1 + 1 + 1 to 2**24
+    and give (2**24 + 3) / 2**24 rounded, not the exact mean 1."""
+    x = -np.ones((4, 2), dtype=np.float32)
+    weight = np.array([2.0**24, 1.0], dtype=np.float32)
+    loss, _ = _run(
+        "nll_loss", "reference", (x, np.array([0, 1, 1, 1]), weight), {"ignore_index": -100, "reduction": "mean"}
+    )
+    assert loss.dtype == np.float32 and loss == 1.0, f"mean weighted loss {loss!r}, want float32 1.0"

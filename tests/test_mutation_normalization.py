@@ -328,3 +328,44 @@ def test_layer_norm_rejects_with_one_line_naming_the_value(params, exc, message)
     call = {"weight": None, "bias": None, **params}
     with pytest.raises(exc, match=f"^{re.escape(message)}$"):
         nk.validate_layer_norm(np.ones((2, 4)), call["weight"], call["bias"], normalized_shape=(4,), eps=1e-5)
+
+
+# ---- batch_norm's reference backward: the textbook chain rule, every term of it ------------------
+def test_batch_norm_reference_backward_keeps_the_mean_terms_that_cancel_a_rounded_float32_mean():
+    """dmu's dvar * (-2/M) * sum(x - mu) is zero in exact arithmetic, but the forward's float32
+    mean is rounded, so the stored x - mu does not sum to zero; with the term, the error of the
+    mean cancels out of dx (to first order). Values 256 + k/256 are exact in float32, so the only
+    error besides the kernel's roundings is the mean's. Measured: the float32 reference is 6.6e-7
+    of the largest gradient from the exact one; without the term, or with its sign or factor
+    changed, 2e-5 to 8e-5 (the bound below, 4e-6, is about 32 float32 roundings)."""
+    rng = np.random.default_rng(0)
+    k = rng.integers(-200, 200, size=(64, 3, 31))
+    x = (256 + k / 256).astype(np.float32)
+    gy = k / 200 + 0.1 * rng.standard_normal(k.shape)  # correlated with x - mu: dvar is large
+    gy = (gy - gy.mean(axis=(0, 2), keepdims=True)).astype(np.float32)
+    _, ctx = nk.batch_norm_reference_forward(x, None, None, None, None, training=True, momentum=0.1, eps=1e-5)
+    assert np.abs(ctx.xc.sum(axis=(0, 2), dtype=np.float64)).min() > 1e-3, "the float32 mean came out exact"
+    gx, _, _ = nk.batch_norm_reference_backward(gy, ctx)
+
+    x64, g64 = x.astype(np.float64), gy.astype(np.float64)
+    xhat = (x64 - x64.mean(axis=(0, 2), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2), keepdims=True) + 1e-5)
+    want = (
+        g64 - g64.mean(axis=(0, 2), keepdims=True) - xhat * (g64 * xhat).mean(axis=(0, 2), keepdims=True)
+    ) / np.sqrt(x64.var(axis=(0, 2), keepdims=True) + 1e-5)
+    err = np.abs(gx - want).max() / np.abs(want).max()
+    assert err < 4e-6, f"dL/dx is {err:.2e} of the largest gradient off the exact one"
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 4), (0, 2, 4)], ids=["batch3", "empty-batch"])
+@pytest.mark.parametrize("impl", BN.keys())
+def test_batch_norm_backward_without_needs_input_grad_gives_no_input_gradient(impl, shape):
+    forward, backward = BN[impl]
+    x = np.random.default_rng(1).standard_normal(shape)
+    w, b = np.array([1.5, -0.5]), np.array([0.25, 2.0])
+    y, ctx = forward(x, w, b, None, None, training=True, momentum=0.1, eps=1e-5)
+    gy = np.arange(1.0, y.size + 1).reshape(y.shape)
+    gx, gw, gb = backward(gy, ctx, needs_input_grad=False)
+    assert gx is None, f"{impl} {shape}: gave a dL/dx it was told is not needed"
+    _, gw_full, gb_full = backward(gy, ctx)
+    np.testing.assert_array_equal(gw, gw_full, err_msg=f"{impl} {shape}: dL/dw")
+    np.testing.assert_array_equal(gb, gb_full, err_msg=f"{impl} {shape}: dL/db")
