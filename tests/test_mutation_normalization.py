@@ -369,3 +369,6 @@ def test_batch_norm_backward_without_needs_input_grad_gives_no_input_gradient(im
     _, gw_full, gb_full = backward(gy, ctx)
     np.testing.assert_array_equal(gw, gw_full, err_msg=f"{impl} {shape}: dL/dw")
     np.testing.assert_array_equal(gb, gb_full, err_msg=f"{impl} {shape}: dL/db")
+    want_gb = gy.sum(axis=(0, 2))  # zeros for an empty batch, as PyTorch gives
+    assert gb.dtype == x.dtype, f"{impl} {shape}: dL/db is {gb.dtype}, x is {x.dtype}"
+    np.testing.assert_allclose(gb, want_gb, rtol=1e-12, atol=0, err_msg=f"{impl} {shape}: dL/db")
