@@ -368,3 +368,14 @@ def test_nll_loss_divides_by_the_weight_sum_taken_in_float64():
         "nll_loss", "reference", (x, np.array([0, 1, 1, 1]), weight), {"ignore_index": -100, "reduction": "mean"}
     )
     assert loss.dtype == np.float32 and loss == 1.0, f"mean weighted loss {loss!r}, want float32 1.0"
+
+
+def test_bce_with_logits_near_float32s_lowest_logit_is_finite():
+    """x = -3e38, y = 0.5 in float32: PyTorch's (1 - y) x + max(-x, 0) + log(...) is -1.5e38 + 3e38,
+    finite, so the loss is 1.5e38; the unsplit form kept for PyTorch's non-finite cases must not
+    overflow on the way (with its unit pos weight taken as 2 it would: 2 * -3e38 is -inf)."""
+    x = np.array([-3e38, 1.0], dtype=np.float32)
+    y = np.array([0.5, 0.5], dtype=np.float32)
+    loss, _ = _run("binary_cross_entropy_with_logits", "reference", (x, y, None, None), {"reduction": "none"})
+    want = np.array([1.5e38, 0.5 + np.log1p(np.exp(-1.0))], dtype=np.float32)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
