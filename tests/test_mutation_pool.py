@@ -204,6 +204,27 @@ def test_max_pool_backward_zero_where_no_padded_window_reaches(impl, shape, cfg,
         np.testing.assert_array_equal(gx, scatter_add(shape, ctx.indices, np.ones_like(y)))
 
 
+@pytest.mark.parametrize(
+    ("shape", "cfg"),
+    [
+        ((2, 3, 6, 5), max_cfg((3, 1), (3, 1), (1, 0))),
+        ((2, 3, 5, 6), max_cfg((1, 3), (1, 3), (0, 1))),
+        ((1, 2, 5, 4), max_cfg((2, 1), (3, 1), (1, 0))),
+    ],
+    ids=["rows-padded-k3s3", "cols-padded-k3s3", "rows-padded-k2s3"],
+)
+def test_max_pool_fast_pads_each_axis_by_its_own_padding_when_the_last_rows_are_uncovered(shape, cfg):
+    """Padding on one axis only, and windows that end before the input does: the padded buffer
+    must still start each axis's input at that axis's padding, though no window needs the rows
+    after the last one. Fast against the reference (checked against PyTorch by the suite):
+    values and indices."""
+    x = np.random.default_rng(2).standard_normal(shape)
+    y_ref, ctx_ref = kernels.get("max_pool2d", "reference").forward(x, **cfg)
+    y, ctx = kernels.get("max_pool2d", "fast").forward(x, **cfg)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(ctx.indices, ctx_ref.indices)
+
+
 # ---- output dtypes: y in x's dtype, indices int64 -------------------------------------------
 CONFIGS = {
     "max_pool2d": max_cfg((2, 3), (2, 1), (1, 1)),
