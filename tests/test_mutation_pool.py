@@ -225,6 +225,23 @@ def test_max_pool_fast_pads_each_axis_by_its_own_padding_when_the_last_rows_are_
     np.testing.assert_array_equal(ctx.indices, ctx_ref.indices)
 
 
+@pytest.mark.parametrize(
+    ("kernel_size", "winner"),
+    [((12, 12), (11, 6)), ((1, 32800), (0, 32790)), ((32800, 1), (32790, 0))],
+    ids=["144-offsets-int16", "1x32800-int32", "32800x1-int32"],
+)
+def test_max_pool_fast_counts_offsets_past_int8_and_int16(kernel_size, winner):
+    """The fast kernel keeps each window's winning offset in the smallest integer type that holds
+    kH * kW offsets: one window, its maximum at an offset past 127 (int8's largest) or 32767
+    (int16's). The index must be that element's, not a wrapped-around offset's."""
+    kH, kW = kernel_size
+    x = np.zeros((1, 2, kH, kW))
+    x[:, :, winner[0], winner[1]] = [1.0, 2.0]
+    y, ctx = kernels.get("max_pool2d", "fast").forward(x, **max_cfg(kernel_size, kernel_size))
+    np.testing.assert_array_equal(y.ravel(), [1.0, 2.0])
+    np.testing.assert_array_equal(ctx.indices.ravel(), [winner[0] * kW + winner[1]] * 2)
+
+
 # ---- output dtypes: y in x's dtype, indices int64 -------------------------------------------
 CONFIGS = {
     "max_pool2d": max_cfg((2, 3), (2, 1), (1, 1)),
