@@ -379,3 +379,52 @@ def test_bce_with_logits_near_float32s_lowest_logit_is_finite():
     loss, _ = _run("binary_cross_entropy_with_logits", "reference", (x, y, None, None), {"reduction": "none"})
     want = np.array([1.5e38, 0.5 + np.log1p(np.exp(-1.0))], dtype=np.float32)
     np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
+def test_smooth_l1_at_a_difference_of_exactly_beta_takes_the_linear_branch():
+    """|x - y| = beta takes |d| - beta/2, as PyTorch's ``z < beta ? 0.5 z^2 / beta : z - 0.5 beta``:
+    the two branches agree there in exact arithmetic, but with beta = 1e30 in float32 the square
+    branch overflows (d * d = inf) where the linear one gives 5e29."""
+    x = np.array([1e30, -1e30, 0.5], dtype=np.float32)
+    y = np.zeros(3, dtype=np.float32)
+    loss, gx = _run("smooth_l1_loss", "reference", (x, y), {"reduction": "none", "beta": 1e30})
+    np.testing.assert_array_equal(loss, np.array([5e29, 5e29, 0.5 * 0.25 / 1e30], dtype=np.float32))
+    np.testing.assert_array_equal(gx, np.array([1.0, -1.0, 0.5 / 1e30], dtype=np.float32))
+
+
+# x - y, (x - y)^2 and 2 (x - y) past float32's range: inf, silently (PyTorch's values, float32)
+OVERFLOW = {
+    "l1_loss": ({}, [INF, INF, 2e19], [1.0, -1.0, 1.0]),
+    "mse_loss": ({}, [INF, INF, INF], [INF, -INF, 4e19]),
+    "smooth_l1_loss-beta1": ({"beta": 1.0}, [INF, INF, 2e19], [1.0, -1.0, 1.0]),
+    "smooth_l1_loss-beta1e30": ({"beta": 1e30}, [INF, INF, 1.9999998e8], [1.0, -1.0, 2e-11]),
+}
+
+
+@pytest.mark.parametrize("case", OVERFLOW.keys())
+def test_a_difference_past_float32s_range_is_inf_silently(case):
+    """x - y = +-6e38 overflows float32, and (2e19)^2 does: PyTorch gives inf without a word;
+    so must refcnn, through the registry and called directly."""
+    config, want_loss, want_grad = OVERFLOW[case]
+    x = np.array([3e38, -3e38, 2e19], dtype=np.float32)
+    y = np.array([-3e38, 3e38, 0.0], dtype=np.float32)
+    loss, gx = _run(case.split("-")[0], "reference", (x, y), {"reduction": "none", **config})
+    np.testing.assert_allclose(loss, np.array(want_loss, dtype=np.float32), rtol=1e-7, err_msg=f"{case}: loss")
+    np.testing.assert_allclose(gx, np.array(want_grad, dtype=np.float32), rtol=1e-7, err_msg=f"{case}: dL/dx")
+
+
+@pytest.mark.parametrize("op", ["l1_loss", "mse_loss", "smooth_l1_loss"])
+def test_a_gradient_past_float32s_range_is_inf_silently(op):
+    """grad_loss 3e38 (reduction sum passes it to every element as is) times the slope: 2e10 for
+    mse, past float32's range (inf, -inf), and +-1 for the others; PyTorch answers without a
+    warning either way."""
+    x = np.array([1e10, -1e10], dtype=np.float32)
+    y = np.zeros(2, dtype=np.float32)
+    config = {"reduction": "sum", **({"beta": 1.0} if op == "smooth_l1_loss" else {})}
+    kernel = kernels.get(op, "reference")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, ctx = kernel.forward_impl(x, y, **config)
+        (gx,) = kernel.backward_impl(np.float32(3e38), ctx)
+    want = [INF, -INF] if op == "mse_loss" else [3e38, -3e38]
+    np.testing.assert_array_equal(gx, np.array(want, dtype=np.float32), err_msg=op)

@@ -561,7 +561,8 @@ class PointwiseCtx(NamedTuple):
 def _pointwise_backward(
     grad_loss: np.ndarray, ctx: PointwiseCtx, *, needs_input_grad: bool = True
 ) -> tuple[np.ndarray]:
-    return (np.asarray(_scale(grad_loss, ctx.reduction, ctx.divisor) * ctx.slope, dtype=ctx.slope.dtype),)
+    with np.errstate(over="ignore"):  # a product past float's range is inf, silently as PyTorch
+        return (np.asarray(_scale(grad_loss, ctx.reduction, ctx.divisor) * ctx.slope, dtype=ctx.slope.dtype),)
 
 
 def mse_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) -> tuple[np.ndarray, PointwiseCtx]:
@@ -570,9 +571,10 @@ def mse_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) -
         loss_j = (x_j - y_j)**2;  mean = sum_j loss_j / numel (nan for an empty input)
     Backward: dL/dx_j = 2 * (x_j - y_j) * g_j.
     """
-    with np.errstate(invalid="ignore"):  # inf - inf: nan, silently as PyTorch
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan; past float's range: inf; silently as PyTorch
         d = input - target
-    return _reduce(d * d, reduction, d.size), PointwiseCtx(2 * d, reduction, d.size)
+        square, slope = d * d, 2 * d
+    return _reduce(square, reduction, d.size), PointwiseCtx(slope, reduction, d.size)
 
 
 def l1_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) -> tuple[np.ndarray, PointwiseCtx]:
@@ -582,7 +584,7 @@ def l1_loss_forward(input: np.ndarray, target: np.ndarray, *, reduction: str) ->
     Backward: dL/dx_j = sign(x_j - y_j) * g_j, with autograd's sign of abs: (d > 0) - (d < 0),
     so sign(0) = 0 and sign(nan) = 0 (NumPy's sign(nan) is nan).
     """
-    with np.errstate(invalid="ignore"):  # inf - inf: nan, silently as PyTorch
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan; past float's range: inf; silently as PyTorch
         d = input - target
     sign = np.subtract(d > 0, d < 0, dtype=d.dtype)
     return _reduce(np.abs(d), reduction, d.size), PointwiseCtx(sign, reduction, d.size)
@@ -598,15 +600,17 @@ def smooth_l1_loss_forward(
     Backward: dL/dx_j = g_j * (d_j / beta if |d_j| < beta else sign(d_j)); at |d| = beta
     both give sign(d), and at d = 0 with beta = 0, sign(0) = 0.
     """
-    with np.errstate(invalid="ignore"):  # inf - inf: nan, silently as PyTorch
-        d = input - target
-    a = np.abs(d)
     beta = float(beta)
     if beta == 0:
         return l1_loss_forward(input, target, reduction=reduction)
-    inside = a < beta
-    per = np.where(inside, 0.5 * d * d / beta, a - 0.5 * beta).astype(d.dtype)
-    slope = np.where(inside, d / beta, np.sign(d)).astype(d.dtype)
+    # silently as PyTorch: inf - inf is nan; d * d overflows to inf past 1.8e19 in float32,
+    # inside (as PyTorch's float32 d * d does) and in the branch np.where discards
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = input - target
+        a = np.abs(d)
+        inside = a < beta
+        per = np.where(inside, 0.5 * d * d / beta, a - 0.5 * beta).astype(d.dtype)
+        slope = np.where(inside, d / beta, np.sign(d)).astype(d.dtype)
     return _reduce(per, reduction, d.size), PointwiseCtx(slope, reduction, d.size)
 
 
