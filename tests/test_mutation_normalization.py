@@ -273,8 +273,10 @@ def test_group_norm_rejects_with_one_line_naming_the_value(params, exc, message)
 
 
 @pytest.mark.parametrize(
-    "shape, G", [((1, 2, 2), 1), ((2, 4, 2), 4)], ids=["1x2x2-G1", "2x4x2-G4"]
-)  # as many sets as values per set: PyTorch accepts these
+    "shape, G",
+    [((1, 2, 2), 1), ((2, 4, 2), 4), ((1, 2, 3, 1), 2), ((1, 2, 1, 3), 2)],
+    ids=["1x2x2-G1", "2x4x2-G4", "1x2x3x1-G2", "1x2x1x3-G2"],
+)  # as many sets as values per set, or one set per group over a plane of H x 1 or 1 x W: PyTorch accepts these
 def test_group_norm_accepts_more_than_one_value_per_batch_norm_channel(shape, G):
     # PyTorch's check runs on [N*C/G, G, *spatial]: it refuses only N*C/G * prod(spatial) == 1
     nk.validate_group_norm(np.ones(shape), None, None, num_groups=G, eps=1e-5)
