@@ -270,6 +270,33 @@ def test_float32_config_beyond_float32_range_is_rejected_as_pytorch(op, config):
             kernels.get(op).forward(x, **config)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize(
+    "op, config, want, want_grad",
+    [
+        ("leaky_relu", {"negative_slope": F32_MAX}, [-np.inf, 0.0, 3.0], [np.inf, np.inf, 2.0]),
+        ("elu", {"alpha": F32_MAX}, [-2.9423e38, 0.0, 3.0], [np.inf, np.inf, 2.0]),
+        ("hardtanh", {"min_val": -F32_MAX, "max_val": 1.0}, [-2.0, 0.0, 1.0], [2.0, 2.0, 0.0]),
+    ],
+    ids=["leaky-relu-slope", "elu-alpha", "hardtanh-min"],
+)
+def test_float32_config_of_exactly_float32s_largest_value_is_accepted_as_pytorch(op, config, want, want_grad):
+    """PyTorch 2.13 refuses only a value past float32's largest (3.4028235e38): that one converts,
+    and products past the range are inf, without a warning (called directly too, outside the
+    registry's errstate). The gradient of 2 * ones overflows where PyTorch's gy * alpha does."""
+    x = np.array([-2.0, 0.0, 3.0], np.float32)
+    kernel = kernels.get(op)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for forward, backward in [(kernel.forward, kernel.backward), (kernel.forward_impl, kernel.backward_impl)]:
+            y, ctx = forward(x, **config)
+            (gx,) = backward(np.full(3, 2.0, np.float32), ctx)
+            np.testing.assert_allclose(y, np.array(want, np.float32), rtol=1e-4, err_msg=op)
+            np.testing.assert_array_equal(gx, np.array(want_grad, np.float32), err_msg=op)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("alpha", [-0.5, float("nan")], ids=["alpha-neg", "alpha-nan"])
 def test_elu_of_signed_zeros_is_the_zero_itself_as_pytorch(dtype, alpha):

@@ -177,7 +177,8 @@ def leaky_relu_forward(x: np.ndarray, *, negative_slope: float = 0.01) -> tuple[
     """y = x for x > 0, negative_slope * x otherwise.
     Backward: gx = gy for x > 0, negative_slope * gy otherwise (so at x = 0)."""
     slope = float(negative_slope)
-    return _out(np.where(x > 0, x, x * slope), x.dtype), (x, slope)
+    with np.errstate(over="ignore", invalid="ignore"):  # x * slope past float's range: inf (0 * inf: nan), as PyTorch
+        return _out(np.where(x > 0, x, x * slope), x.dtype), (x, slope)
 
 
 def leaky_relu_backward(
@@ -186,7 +187,8 @@ def leaky_relu_backward(
     if not needs_input_grad:
         return (None,)
     x, slope = ctx
-    return (_out(np.where(x > 0, grad_y, grad_y * slope), grad_y.dtype),)
+    with np.errstate(over="ignore", invalid="ignore"):  # as the forward
+        return (_out(np.where(x > 0, grad_y, grad_y * slope), grad_y.dtype),)
 
 
 # ---- elu ----------------------------------------------------------------------------
@@ -210,7 +212,9 @@ def elu_backward(
     if not needs_input_grad:
         return (None,)
     x, a = ctx
-    return (_out(np.where(x > 0, grad_y, grad_y * (a * np.exp(np.minimum(x, 0)))), grad_y.dtype),)
+    # PyTorch's order, gy * alpha * exp(x): the same roundings, and inf where gy * alpha overflows
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (_out(np.where(x > 0, grad_y, grad_y * a * np.exp(np.minimum(x, 0))), grad_y.dtype),)
 
 
 # ---- gelu ---------------------------------------------------------------------------
