@@ -374,3 +374,23 @@ def test_batch_norm_backward_without_needs_input_grad_gives_no_input_gradient(im
     want_gb = gy.sum(axis=(0, 2))  # zeros for an empty batch, as PyTorch gives
     assert gb.dtype == x.dtype, f"{impl} {shape}: dL/db is {gb.dtype}, x is {x.dtype}"
     np.testing.assert_allclose(gb, want_gb, rtol=1e-12, atol=0, err_msg=f"{impl} {shape}: dL/db")
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-weight"])
+@pytest.mark.parametrize("shape", [(0, 2), (0, 2, 5), (0, 2, 3, 4)], ids=["0x2", "0x2x5", "0x2x3x4"])
+@pytest.mark.parametrize("impl", BN.keys())
+def test_batch_norm_backward_of_an_empty_batch_is_empty_like_x(impl, shape, affine):
+    """An empty batch (PyTorch accepts N = 0 in training): dL/dx is empty in x's shape and dtype
+    (float32 here), the parameter gradients zeros of x's dtype."""
+    forward, backward = BN[impl]
+    x = np.zeros(shape, dtype=np.float32)
+    w, b = (np.array([1.5, -0.5], np.float32), np.array([0.25, 2.0], np.float32)) if affine else (None, None)
+    y, ctx = forward(x, w, b, None, None, training=True, momentum=0.1, eps=1e-5)
+    gx, gw, gb = backward(np.zeros_like(y), ctx)
+    assert gx.shape == x.shape and gx.dtype == x.dtype, f"{impl}: dL/dx {gx.shape} {gx.dtype}"
+    for name, g in [("dL/dw", gw), ("dL/db", gb)]:
+        if affine:
+            assert g.dtype == x.dtype, f"{impl}: {name} is {g.dtype}"
+            np.testing.assert_array_equal(g, [0.0, 0.0], err_msg=f"{impl}: {name}")
+        else:
+            assert g is None, f"{impl}: {name} without the parameter"
