@@ -394,3 +394,41 @@ def test_batch_norm_backward_of_an_empty_batch_is_empty_like_x(impl, shape, affi
             np.testing.assert_array_equal(g, [0.0, 0.0], err_msg=f"{impl}: {name}")
         else:
             assert g is None, f"{impl}: {name} without the parameter"
+
+
+# ---- batch_norm's validator: each argument's own line ---------------------------------------------
+BN_VECTORS = ["weight", "bias", "running_mean", "running_var"]
+
+
+def _bn_call(**change):
+    args = {name: np.ones(3) for name in BN_VECTORS} | {"training": True, "momentum": 0.1, "eps": 1e-5} | change
+    return lambda: nk.validate_batch_norm(
+        np.ones((2, 3)),
+        *(args[name] for name in BN_VECTORS),
+        training=args["training"],
+        momentum=args["momentum"],
+        eps=args["eps"],
+    )
+
+
+@pytest.mark.parametrize("name", BN_VECTORS)
+def test_batch_norm_vector_of_the_other_float_dtype_is_named(name):
+    listed = ", ".join(f"{k}={'float32' if k == name else 'float64'}" for k in ["x", *BN_VECTORS])
+    with pytest.raises(TypeError, match=f"^{re.escape(f'batch_norm: all arrays must share one dtype, got {listed}')}$"):
+        _bn_call(**{name: np.ones(3, np.float32)})()
+
+
+def test_batch_norm_momentum_that_is_not_a_real_number_is_named():
+    message = "batch_norm: momentum must be a real number, got '0.1'"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        _bn_call(momentum="0.1")()
+
+
+@pytest.mark.parametrize("name", ["running_mean", "running_var"])
+def test_batch_norm_read_only_running_statistic_in_training_is_named(name):
+    frozen = np.ones(3)
+    frozen.flags.writeable = False
+    message = f"batch_norm: {name} must be writeable: training updates it in place"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        _bn_call(**{name: frozen})()
+    _bn_call(**{name: frozen, "training": False})()  # evaluation only reads it
