@@ -432,3 +432,42 @@ def test_batch_norm_read_only_running_statistic_in_training_is_named(name):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         _bn_call(**{name: frozen})()
     _bn_call(**{name: frozen, "training": False})()  # evaluation only reads it
+
+
+# ---- group_norm / layer_norm backward, called directly -------------------------------------------
+NORMS = {
+    "group_norm": (nk.group_norm_forward, nk.group_norm_backward, (2, 4, 0), {"num_groups": 2}, 4),
+    "layer_norm": (nk.layer_norm_forward, nk.layer_norm_backward, (3, 0), {"normalized_shape": (0,)}, 0),
+}
+
+
+@pytest.mark.parametrize("op", NORMS.keys())
+def test_norm_backward_of_empty_sets_is_empty_like_x(op):
+    """Sets of no values (a zero-size plane, PyTorch accepts it): dL/dx is empty in x's shape and
+    dtype, and dL/db zeros of x's dtype. (PyTorch 2.13 gives group_norm's dL/dw as nan here, the
+    mean of no values times 0; refcnn's is the sum over no values, 0, and is not pinned.)"""
+    forward, backward, shape, config, C = NORMS[op]
+    x = np.zeros(shape, dtype=np.float32)
+    w, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+    if op == "layer_norm":
+        w, b = w.reshape(0), b.reshape(0)
+    y, ctx = forward(x, w, b, eps=1e-5, **config)
+    gx, _, gb = backward(np.zeros_like(y), ctx)
+    assert gx.shape == x.shape and gx.dtype == x.dtype, f"{op}: dL/dx {gx.shape} {gx.dtype}"
+    assert gb.dtype == x.dtype, f"{op}: dL/db is {gb.dtype}"
+    np.testing.assert_array_equal(gb, np.zeros(C), err_msg=f"{op}: dL/db")
+
+
+@pytest.mark.parametrize("op", NORMS.keys())
+def test_norm_backward_without_needs_input_grad_gives_no_input_gradient(op):
+    forward, backward, _, config, _ = NORMS[op]
+    x = np.random.default_rng(3).standard_normal((2, 4, 3))
+    config = {"num_groups": 2} if op == "group_norm" else {"normalized_shape": (4, 3)}
+    w = np.linspace(0.5, 2.0, 4) if op == "group_norm" else np.linspace(0.5, 2.0, 12).reshape(4, 3)
+    y, ctx = forward(x, w, w + 1, eps=1e-5, **config)
+    gy = np.arange(1.0, y.size + 1).reshape(y.shape)
+    gx, gw, gb = backward(gy, ctx, needs_input_grad=False)
+    assert gx is None, f"{op}: gave a dL/dx it was told is not needed: {gx!r}"
+    _, gw_full, gb_full = backward(gy, ctx)
+    np.testing.assert_array_equal(gw, gw_full, err_msg=f"{op}: dL/dw")
+    np.testing.assert_array_equal(gb, gb_full, err_msg=f"{op}: dL/db")
