@@ -301,3 +301,25 @@ def test_fast_weight_gradient_adds_its_blocks_in_float64():
     gw = fast.backward(gy, fast.forward(x, w, None, **config)[1])[1]
     assert gw.dtype == np.float32
     assert gw.item() == np.float32(2.0**24 + 7) == 2.0**24 + 8, f"grad_weight {gw.item()}, want 2**24 + 8"
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_fast_float32_kernels_keep_their_scratch_in_float32(op):
+    """The fast kernels' work arrays (the phase buffers, the columns) are of x's dtype: a
+    float32 call that made a float64 buffer would double the memory and halve the speed, with
+    results that still pass every tolerance."""
+    from refcnn.kernels import _im2col
+
+    x = RNG.standard_normal((3, 4, 7, 6)).astype(np.float32)
+    w = RNG.standard_normal((4, 2, 3, 2)).astype(np.float32)
+    config = {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "groups": 2}
+    if op == "conv_transpose2d":
+        config["output_padding"] = (1, 0)
+    kernel = kernels.get(op, "fast")
+    _im2col.release_workspace()
+    y, ctx = kernel.forward(x, w, None, **config)
+    kernel.backward(np.ones_like(y), ctx)
+    buffers = _im2col._local.__dict__.get("buffers", {})
+    assert buffers, "no scratch buffer was made"
+    wrong = {role: str(buf.dtype) for (role, _), buf in buffers.items() if buf.dtype != np.float32}
+    assert not wrong, f"{op}: float64 scratch in a float32 call: {wrong}"
