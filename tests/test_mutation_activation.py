@@ -306,3 +306,14 @@ def test_elu_of_signed_zeros_is_the_zero_itself_as_pytorch(dtype, alpha):
     y, _ = kernels.get("elu").forward(x, alpha=alpha)
     np.testing.assert_array_equal(y, x)  # PyTorch 2.13: [-0.0, 0.0], float32 and float64
     np.testing.assert_array_equal(np.signbit(y), [True, False], err_msg=f"signs of elu({x}) = {y}")
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_saves_its_output_in_x_dtype(op):
+    """The sum along dim is taken in float64 and rounded once to x's dtype, so the output kept
+    for backward is float32 for a float32 x, as PyTorch saves it: a float64 copy would double
+    the memory a network keeps for backward."""
+    x = np.random.default_rng(4).standard_normal((3, 5)).astype(np.float32)
+    y, ctx = kernels.get(op).forward_impl(x, dim=1)
+    saved = ctx[0]
+    assert y.dtype == np.float32 and saved.dtype == np.float32, f"{op}: output {y.dtype}, saved {saved.dtype}"
