@@ -428,3 +428,17 @@ def test_a_gradient_past_float32s_range_is_inf_silently(op):
         (gx,) = kernel.backward_impl(np.float32(3e38), ctx)
     want = [INF, -INF] if op == "mse_loss" else [3e38, -3e38]
     np.testing.assert_array_equal(gx, np.array(want, dtype=np.float32), err_msg=op)
+
+
+@pytest.mark.parametrize("impl", CE_IMPLS)
+def test_cross_entropy_divides_by_the_weight_sum_taken_in_float64(impl):
+    """As nll_loss: class weights (2**24, 1), targets (0, 1, 1, 1) and equal logits, so every
+    row's -log_softmax is L = float32(log 2) and the weighted mean is L exactly: the products
+    2**24 L and the float64 sum (2**24 + 3) L are exact. A float32 divisor would be 2**24 and
+    the mean L (1 + 1.8e-7), an ulp or two off."""
+    x = np.zeros((4, 2), dtype=np.float32)
+    weight = np.array([2.0**24, 1.0], dtype=np.float32)
+    config = {"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0}
+    loss, _ = _run("cross_entropy", impl, (x, np.array([0, 1, 1, 1]), weight), config)
+    want = np.float32(np.log(np.float32(2)))
+    assert loss.dtype == np.float32 and loss == want, f"{impl}: mean weighted loss {loss!r}, want {want!r}"
