@@ -493,7 +493,7 @@ def cross_entropy_reference_backward(
                 G = -g[i] * ctx.wq[i]
             else:
                 assert ctx.t is not None and ctx.valid is not None
-                G = np.zeros(C, dtype=lsm.dtype)
+                G = np.zeros_like(lsm[i])
                 # An ignored row keeps G = 0: its gradient is 0, or nan where its log-softmax
                 # is nan (a row of only -inf, or holding +inf), as PyTorch's autograd gives.
                 if ctx.valid[i]:
