@@ -358,6 +358,17 @@ def test_batch_norm_reference_backward_keeps_the_mean_terms_that_cancel_a_rounde
     assert err < 4e-6, f"dL/dx is {err:.2e} of the largest gradient off the exact one"
 
 
+def _told_no_input_grad(backward, gy, ctx, case):
+    """backward with needs_input_grad=False: no dL/dx, and the parameter gradients of a full
+    backward. Returns dL/db."""
+    gx, gw, gb = backward(gy, ctx, needs_input_grad=False)
+    assert gx is None, f"{case}: gave a dL/dx it was told is not needed: {gx!r}"
+    _, gw_full, gb_full = backward(gy, ctx)
+    np.testing.assert_array_equal(gw, gw_full, err_msg=f"{case}: dL/dw")
+    np.testing.assert_array_equal(gb, gb_full, err_msg=f"{case}: dL/db")
+    return gb
+
+
 @pytest.mark.parametrize("shape", [(3, 2, 4), (0, 2, 4)], ids=["batch3", "empty-batch"])
 @pytest.mark.parametrize("impl", BN.keys())
 def test_batch_norm_backward_without_needs_input_grad_gives_no_input_gradient(impl, shape):
@@ -366,11 +377,7 @@ def test_batch_norm_backward_without_needs_input_grad_gives_no_input_gradient(im
     w, b = np.array([1.5, -0.5]), np.array([0.25, 2.0])
     y, ctx = forward(x, w, b, None, None, training=True, momentum=0.1, eps=1e-5)
     gy = np.arange(1.0, y.size + 1).reshape(y.shape)
-    gx, gw, gb = backward(gy, ctx, needs_input_grad=False)
-    assert gx is None, f"{impl} {shape}: gave a dL/dx it was told is not needed"
-    _, gw_full, gb_full = backward(gy, ctx)
-    np.testing.assert_array_equal(gw, gw_full, err_msg=f"{impl} {shape}: dL/dw")
-    np.testing.assert_array_equal(gb, gb_full, err_msg=f"{impl} {shape}: dL/db")
+    gb = _told_no_input_grad(backward, gy, ctx, f"{impl} {shape}")
     want_gb = gy.sum(axis=(0, 2))  # zeros for an empty batch, as PyTorch gives
     assert gb.dtype == x.dtype, f"{impl} {shape}: dL/db is {gb.dtype}, x is {x.dtype}"
     np.testing.assert_allclose(gb, want_gb, rtol=1e-12, atol=0, err_msg=f"{impl} {shape}: dL/db")
@@ -460,14 +467,9 @@ def test_norm_backward_of_empty_sets_is_empty_like_x(op):
 
 @pytest.mark.parametrize("op", NORMS.keys())
 def test_norm_backward_without_needs_input_grad_gives_no_input_gradient(op):
-    forward, backward, _, config, _ = NORMS[op]
+    forward, backward = NORMS[op][:2]
     x = np.random.default_rng(3).standard_normal((2, 4, 3))
     config = {"num_groups": 2} if op == "group_norm" else {"normalized_shape": (4, 3)}
     w = np.linspace(0.5, 2.0, 4) if op == "group_norm" else np.linspace(0.5, 2.0, 12).reshape(4, 3)
     y, ctx = forward(x, w, w + 1, eps=1e-5, **config)
-    gy = np.arange(1.0, y.size + 1).reshape(y.shape)
-    gx, gw, gb = backward(gy, ctx, needs_input_grad=False)
-    assert gx is None, f"{op}: gave a dL/dx it was told is not needed: {gx!r}"
-    _, gw_full, gb_full = backward(gy, ctx)
-    np.testing.assert_array_equal(gw, gw_full, err_msg=f"{op}: dL/dw")
-    np.testing.assert_array_equal(gb, gb_full, err_msg=f"{op}: dL/db")
+    _told_no_input_grad(backward, np.arange(1.0, y.size + 1).reshape(y.shape), ctx, op)
