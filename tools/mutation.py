@@ -5,10 +5,11 @@
 
 Prints, per kernel file, the mutants mutmut made and what became of them: killed, listed as
 equivalent, timed out, and the rest (survived, no test reached the function, not run yet).
-A mutant counts as detected when a test failed with it (killed) or when the tests did not
-finish within mutmut's CPU-time limit (timeout: in practice an infinite loop, such as
-``while ih0 < 0: ih0 -= dH``; PIT and Stryker count these as detected too); timeouts are
-shown in their own column. Exits 1 when a mutant that was not detected is not listed
+A mutant counts as detected when a test failed with it (killed), or when the tests did not
+finish within mutmut's CPU-time limit and the mutant is listed as a ``[[hang]]`` with its
+reason: a mutant that loops forever, such as ``while ih0 < 0: ih0 -= dH``, can only be caught
+by a time limit (PIT and Stryker count such timeouts as detected). A timeout not listed as a
+hang is open: a slow survivor also times out. Exits 1 when a mutant that was not detected is not listed
 in tools/mutation-equivalent.toml, showing its diff as mutmut does, ready to be listed there
 with its reason or, better, killed by a new test. An entry matches on the file, the function
 and the lines the mutant changes, not on mutmut's numbered name, so that unrelated edits that
@@ -33,7 +34,6 @@ except ImportError:  # Python 3.10
 
 KERNELS = Path("refcnn/kernels")
 EQUIVALENT = Path("tools/mutation-equivalent.toml")
-DETECTED = ("killed", "timeout")
 
 
 def status(exit_code: int | None) -> str:
@@ -65,6 +65,7 @@ class Entry:
     function: str
     lines: list[str]
     reason: str
+    kind: str = "equivalent"  # or "hang": a timeout that is an infinite loop
     used: int = 0
 
 
@@ -73,11 +74,12 @@ def load_equivalent(path: Path) -> list[Entry]:
         return []
     data = tomllib.loads(path.read_text("utf-8"))
     entries = []
-    for i, e in enumerate(data.get("equivalent", [])):
-        missing = [k for k in ("file", "function", "diff", "reason") if not str(e.get(k, "")).strip()]
-        if missing:
-            raise SystemExit(f"{path}: entry {i + 1} has no {', '.join(missing)}")
-        entries.append(Entry(e["file"], e["function"], changed_lines(e["diff"]), e["reason"].strip()))
+    for kind in ("equivalent", "hang"):
+        for i, e in enumerate(data.get(kind, [])):
+            missing = [k for k in ("file", "function", "diff", "reason") if not str(e.get(k, "")).strip()]
+            if missing:
+                raise SystemExit(f"{path}: {kind} entry {i + 1} has no {', '.join(missing)}")
+            entries.append(Entry(e["file"], e["function"], changed_lines(e["diff"]), e["reason"].strip(), kind))
     return entries
 
 
@@ -111,15 +113,20 @@ def score(path: Path, entries: list[Entry]) -> FileScore:
     for name, code in sorted(data["exit_code_by_key"].items()):
         fs.total += 1
         s = status(code)
-        if s in DETECTED:
-            fs.counts[s] += 1
+        if s == "killed":
+            fs.counts["killed"] += 1
             continue
         diff = get_diff_for_mutant(name, path=path)
         lines, func = changed_lines(diff), function_of(name)
-        match = next((e for e in entries if e.file == str(path) and e.function == func and e.lines == lines), None)
+        kind = "hang" if s == "timeout" else "equivalent"
+        match = next(
+            (e for e in entries if e.kind == kind and e.file == str(path) and e.function == func and e.lines == lines),
+            None,
+        )
         if match is not None and s != "other":
             match.used += 1
-            fs.equivalent += 1
+            fs.counts["hang"] += kind == "hang"
+            fs.equivalent += kind == "equivalent"
         else:
             fs.counts[s] += 1
             fs.open.append((name, s, diff))
@@ -147,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r.file:<34} not run (no mutants/{r.file}.meta)")
             continue
         c = r.counts
-        detected = c["killed"] + c["timeout"]
+        detected = c["killed"] + c["hang"]
         pct = f"{100 * detected / (r.total - r.equivalent):.1f}%" if r.total > r.equivalent else "-"
         print(
             f"{r.file:<34} {r.total:>7} {c['killed']:>6} {r.equivalent:>5} {c['survived']:>8} {c['no tests']:>8} "
-            f"{c['timeout']:>7} {c['other']:>5} {pct:>7}"
+            f"{c['hang'] + c['timeout']:>7} {c['other']:>5} {pct:>7}"
         )
     print(
-        "score: (killed + timeout) / (mutants - equivalent); timeout: the tests did not finish (a hang);"
-        " survived, no tests and other are open"
+        "score: (killed + hangs) / (mutants - equivalent); timeout: the tests did not finish, detected when"
+        " listed as a hang (an infinite loop), open otherwise; survived, no tests and other are open"
     )
 
     opened = [(r.file, *o) for r in rows for o in r.open]
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{s.upper()}: {name} ({file}, {function_of(name)})\n{diff}")
     stale = [e for e in entries if not e.used and (not args.files or e.file in args.files)]
     for e in stale:
-        print(f"note: listed as equivalent but matched no open mutant: {e.file} {e.function}: {e.lines}")
+        print(f"note: listed as {e.kind} but matched no open mutant: {e.file} {e.function}: {e.lines}")
     missing = [r.file for r in rows if not r.run]
     if opened or missing:
         print(
