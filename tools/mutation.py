@@ -9,11 +9,11 @@ A mutant counts as detected when a test failed with it (killed), or when the tes
 finish within mutmut's CPU-time limit and the mutant is listed as a ``[[hang]]`` with its
 reason: a mutant that loops forever, such as ``while ih0 < 0: ih0 -= dH``, can only be caught
 by a time limit (PIT and Stryker count such timeouts as detected). A timeout not listed as a
-hang is open: a slow survivor also times out. Exits 1 when a mutant that was not detected is not listed
-in tools/mutation-equivalent.toml, showing its diff as mutmut does, ready to be listed there
-with its reason or, better, killed by a new test. An entry matches on the file, the function
-and the lines the mutant changes, not on mutmut's numbered name, so that unrelated edits that
-renumber the mutants of a function leave the list valid.
+hang is open: a slow survivor also times out. Exits 1 when a mutant that was not detected is
+not listed in tools/mutation-equivalent.toml, showing its diff as mutmut does, ready to be
+listed there with its reason or, better, killed by a new test. An entry matches on the file,
+the function and the lines the mutant changes, not on mutmut's numbered name, so that
+unrelated edits that renumber the mutants of a function leave the list valid.
 
 Run it from the repository root after ``mutmut run`` (``tox -e mutation`` does both).
 """
