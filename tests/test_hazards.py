@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refcnn import kernels
+from refcnn import kernels, nn
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
@@ -90,3 +90,61 @@ def test_nonfinite_inputs_raise_no_runtime_warning(op, arrays, config, recwarn):
     kernel.backward(np.ones_like(y), ctx)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert np.isnan(y).any()
+
+
+# ---- finite inputs past the dtype's range overflow to inf silently, as PyTorch does -------------
+def _near_max(dtype, *shape):
+    """Values of either sign within a factor 10 of the dtype's maximum: their sums overflow."""
+    rng = np.random.default_rng(sum(shape))
+    big = np.finfo(dtype).max / 10
+    return (rng.uniform(1.0, 10.0, shape) * rng.choice([-1, 1], shape) * big).astype(dtype)
+
+
+OVERFLOWING = {
+    "conv2d": lambda dt: nn.Conv2d(2, 3, (3, 5), stride=(2, 1), padding=1, dtype=dt),
+    "conv_transpose2d": lambda dt: nn.ConvTranspose2d(2, 3, (3, 5), stride=(2, 1), dtype=dt),
+    "avg_pool2d": lambda dt: nn.AvgPool2d((2, 3)),
+    "adaptive_avg_pool2d": lambda dt: nn.AdaptiveAvgPool2d((2, 3)),
+    "adaptive_max_pool2d": lambda dt: nn.AdaptiveMaxPool2d((2, 3)),
+    "batch_norm": lambda dt: nn.BatchNorm2d(2, dtype=dt),
+    "group_norm": lambda dt: nn.GroupNorm(1, 2, dtype=dt),
+    "layer_norm": lambda dt: nn.LayerNorm((5, 7), dtype=dt),
+    "dropout": lambda dt: nn.Dropout(0.5),
+    "tanh": lambda dt: nn.Tanh(),
+    "log_softmax": lambda dt: nn.LogSoftmax(1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", list(OVERFLOWING))
+def test_overflow_past_the_dtype_range_raises_no_runtime_warning(name, dtype, recwarn):
+    # a sum of values near float32's maximum, or a float64 result cast to float32, warned
+    # ("overflow encountered in reduce/matmul/cast"); PyTorch returns inf silently
+    m = OVERFLOWING[name](dtype)
+    x = _near_max(dtype, 3, 2, 5, 7)
+    recwarn.clear()
+    y = m(x)
+    m.backward(_near_max(dtype, *y.shape))
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)], name
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda dt: nn.CrossEntropyLoss(weight=np.full(5, np.finfo(dt).max, dt), label_smoothing=0.1),
+        lambda dt: nn.BCELoss(weight=np.full(5, np.finfo(dt).max, dt)),
+    ],
+    ids=["cross_entropy-weighted-smoothed", "binary_cross_entropy-weighted"],
+)
+def test_loss_overflow_raises_no_runtime_warning(loss, dtype, recwarn):
+    m = loss(dtype)
+    rng = np.random.default_rng(0)
+    if isinstance(m, nn.CrossEntropyLoss):
+        x, t = _near_max(dtype, 4, 5), np.array([0, 1, 2, 4])
+    else:
+        x, t = rng.random((4, 5)).astype(dtype), rng.random((4, 5)).astype(dtype)
+    recwarn.clear()
+    m(x, t)
+    m.backward(np.asarray(np.finfo(dtype).max, dtype))
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
