@@ -1,7 +1,8 @@
 """The mutation score of refcnn/kernels/ from mutmut's results, and the gate on its survivors.
 
+    python tools/mutation.py --restore               # the recorded results into mutants/
     mutmut run --max-children 1 [MUTANT_GLOB ...]     # fills mutants/ (see [tool.mutmut])
-    python tools/mutation.py [FILE ...]              # the table, per kernel file
+    python tools/mutation.py --record [FILE ...]     # the table, per kernel file; results kept
 
 Prints, per kernel file, the mutants mutmut made and what became of them: killed, listed as
 equivalent, timed out, and the rest (survived, no test reached the function, not run yet).
@@ -15,7 +16,15 @@ listed there with its reason or, better, killed by a new test. An entry matches 
 the function and the lines the mutant changes, not on mutmut's numbered name, so that
 unrelated edits that renumber the mutants of a function leave the list valid.
 
-Run it from the repository root after ``mutmut run`` (``tox -e mutation`` does both).
+The whole run is many hours on 2 cores, more than one sitting, and ``mutants/`` is not in the
+repository, so the results are kept in tools/mutation-results.json: for each function, the
+hash mutmut gives its source and the exit code of each of its mutants. ``--restore`` writes
+them into ``mutants/`` as mutmut's own results, and mutmut keeps a function's results exactly
+when that hash is unchanged, as it does for its own; so a later run, on any machine, runs only
+the mutants of functions that changed or that no run has reached yet. ``--record`` adds what
+``mutants/`` holds to that file. Record only what is run from a clean main, with its tests.
+
+Run it from the repository root after ``mutmut run`` (``tox -e mutation`` does all three).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     import tomllib
@@ -34,6 +44,8 @@ except ImportError:  # Python 3.10
 
 KERNELS = Path("refcnn/kernels")
 EQUIVALENT = Path("tools/mutation-equivalent.toml")
+RESULTS = Path("tools/mutation-results.json")
+MUTMUT = "3.8.1"  # its mutant numbering and function hashes are what the recorded results key on
 
 
 def status(exit_code: int | None) -> str:
@@ -133,16 +145,103 @@ def score(path: Path, entries: list[Entry]) -> FileScore:
     return fs
 
 
+def _meta(path: Path) -> Path:
+    return Path("mutants") / (str(path) + ".meta")
+
+
+def _load_results(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text("utf-8"))
+    if data.get("mutmut") != MUTMUT:
+        raise SystemExit(f"{path} holds mutmut {data.get('mutmut')}'s results; this is for mutmut {MUTMUT}")
+    return dict(data["files"])
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.with_suffix("").parts)
+
+
+def record(files: list[Path], path: Path = RESULTS) -> int:
+    """Adds the results in mutants/ to ``path``: a function's entry is replaced when its hash
+    changed, and merged (this run's codes winning) when it did not. Returns the mutants added."""
+    results, added = _load_results(path), 0
+    for f in files:
+        if not _meta(f).is_file():
+            continue
+        meta = json.loads(_meta(f).read_text("utf-8"))
+        functions = results.setdefault(str(f), {})
+        for func, h in meta["hash_by_function_name"].items():
+            prefix = f"{_module(f)}.{func}__mutmut_"
+            codes = {
+                k.removeprefix(prefix): c
+                for k, c in meta["exit_code_by_key"].items()
+                if k.startswith(prefix) and c is not None
+            }
+            if not codes:
+                continue
+            entry = functions.get(func)
+            if entry is None or entry["hash"] != h:
+                entry = functions[func] = {"hash": h, "exit_codes": {}}
+            added += sum(n not in entry["exit_codes"] for n in codes)
+            entry["exit_codes"].update(codes)
+            entry["exit_codes"] = dict(sorted(entry["exit_codes"].items(), key=lambda kv: int(kv[0])))
+        results[str(f)] = dict(sorted(functions.items()))
+    path.write_text(json.dumps({"mutmut": MUTMUT, "files": dict(sorted(results.items()))}, indent=1) + "\n", "utf-8")
+    return added
+
+
+def restore(files: list[Path], path: Path = RESULTS) -> int:
+    """Writes the recorded results into mutants/ for mutmut to keep where the function's hash
+    is unchanged. A mutant mutants/ already has a result for keeps it. Returns the mutants
+    restored."""
+    results, restored = _load_results(path), 0
+    for f in files:
+        recorded = results.get(str(f))
+        if not recorded:
+            continue
+        meta_path = _meta(f)
+        meta: dict[str, Any] = {
+            "exit_code_by_key": {},
+            "hash_by_function_name": {},
+            "type_check_error_by_key": {},
+            "durations_by_key": {},
+            "estimated_durations_by_key": {},
+        }
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text("utf-8"))
+        hashes, codes = meta["hash_by_function_name"], meta["exit_code_by_key"]
+        for func, entry in recorded.items():
+            if hashes.setdefault(func, entry["hash"]) != entry["hash"]:
+                continue  # the function changed since: mutmut makes and runs its mutants anew
+            for n, c in entry["exit_codes"].items():
+                key = f"{_module(f)}.{func}__mutmut_{n}"
+                if codes.get(key) is None:
+                    codes[key] = c
+                    restored += 1
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps(meta, indent=4), "utf-8")
+    return restored
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="*", help="kernel files to score (default: every file in refcnn/kernels/)")
     p.add_argument("--equivalent", default=str(EQUIVALENT), help="the list of equivalent mutants")
     p.add_argument("--quiet", action="store_true", help="do not show the diffs of open mutants")
+    p.add_argument("--results", default=str(RESULTS), help="the recorded results")
+    p.add_argument("--restore", action="store_true", help="write the recorded results into mutants/, and stop")
+    p.add_argument("--record", action="store_true", help="add the results in mutants/ to the recorded ones")
     args = p.parse_args(argv)
+    files = [Path(f) for f in args.files] or sorted(KERNELS.glob("*.py"))
+    if args.restore:
+        print(f"{restore(files, Path(args.results))} mutants' results restored from {args.results}")
+        return 0
     if not Path("mutants").is_dir():
         print("no mutants/ folder here: run `mutmut run` from the repository root first", file=sys.stderr)
         return 2
-    files = [Path(f) for f in args.files] or sorted(KERNELS.glob("*.py"))
+    if args.record:
+        print(f"{record(files, Path(args.results))} mutants' results added to {args.results}")
     entries = load_equivalent(Path(args.equivalent))
     rows = [score(f, entries) for f in files]
 
