@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refcnn import kernels, nn
-from refcnn.kernels.pool import adaptive_bins, pooling_output_size
+from refcnn.kernels.adaptive_pool import adaptive_bins
+from refcnn.kernels.pool import pooling_output_size
 from refcnn.testing import assert_close, assert_gradient
 
 IMPLS = ["reference", "fast"]

@@ -1,8 +1,9 @@
 """Pooling modules: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d.
 
 Same names, arguments, defaults, accepted forms and ``extra_repr`` as torch.nn; the math
-is in ``refcnn.kernels.pool`` (ops ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``,
-``adaptive_max_pool2d``), chosen through the registry at call time. Inputs are
+is in ``refcnn.kernels.pool`` (ops ``max_pool2d``, ``avg_pool2d``) and
+``refcnn.kernels.adaptive_pool`` (``adaptive_avg_pool2d``, ``adaptive_max_pool2d``), chosen
+through the registry at call time. Inputs are
 (N, C, H, W) or unbatched (C, H, W), as in PyTorch. No parameters, so no ``dtype``:
 float32 and float64 inputs both work, and the output keeps the input's dtype.
 """
