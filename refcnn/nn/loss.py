@@ -12,7 +12,8 @@ keyword-only: a positional argument that torch would read as ``size_average`` is
 here, not a silently different loss. A ``weight`` (and BCEWithLogitsLoss's ``pos_weight``)
 is a buffer, so ``state_dict()`` has PyTorch's keys and ``.to(dtype)`` converts it; it must
 have the input's dtype. The math and the input checks are the kernels'
-(``refcnn.kernels.loss``); the modules check their own arguments at construction.
+(``refcnn.kernels.loss`` and ``refcnn.kernels.pointwise_loss``); the modules check their
+own arguments at construction.
 """
 
 from __future__ import annotations
