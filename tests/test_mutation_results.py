@@ -74,6 +74,12 @@ def test_a_changed_function_replaces_its_recorded_results(tool):
     assert entry == {"hash": "new", "exit_codes": {"1": 0}}
 
 
+def test_a_file_whose_mutants_have_not_run_is_not_recorded(tool):
+    _write_meta({"x_f": "aaa"}, {_key("x_f", 1): None})
+    assert tool.record([FILE], Path("results.json")) == 0
+    assert json.loads(Path("results.json").read_text())["files"] == {}
+
+
 def test_results_of_another_mutmut_version_are_refused(tool):
     Path("results.json").write_text(json.dumps({"mutmut": "2.0.0", "files": {}}))
     with pytest.raises(SystemExit, match=r"results.json holds mutmut 2.0.0's results; this is for mutmut 3\.8\.1"):

@@ -186,7 +186,10 @@ def record(files: list[Path], path: Path = RESULTS) -> int:
             added += sum(n not in entry["exit_codes"] for n in codes)
             entry["exit_codes"].update(codes)
             entry["exit_codes"] = dict(sorted(entry["exit_codes"].items(), key=lambda kv: int(kv[0])))
-        results[str(f)] = dict(sorted(functions.items()))
+        if functions:
+            results[str(f)] = dict(sorted(functions.items()))
+        else:
+            results.pop(str(f), None)
     path.write_text(json.dumps({"mutmut": MUTMUT, "files": dict(sorted(results.items()))}, indent=1) + "\n", "utf-8")
     return added
 
