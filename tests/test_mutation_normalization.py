@@ -451,8 +451,7 @@ NORMS = {
 @pytest.mark.parametrize("op", NORMS.keys())
 def test_norm_backward_of_empty_sets_is_empty_like_x(op):
     """Sets of no values (a zero-size plane, PyTorch accepts it): dL/dx is empty in x's shape and
-    dtype, and dL/db zeros of x's dtype. (PyTorch 2.13 gives group_norm's dL/dw as nan here, the
-    mean of no values times 0; refcnn's is the sum over no values, 0, and is not pinned.)"""
+    dtype, and dL/db zeros of x's dtype."""
     forward, backward, shape, config, C = NORMS[op]
     x = np.zeros(shape, dtype=np.float32)
     w, b = np.ones(C, np.float32), np.zeros(C, np.float32)
@@ -463,6 +462,20 @@ def test_norm_backward_of_empty_sets_is_empty_like_x(op):
     assert gx.shape == x.shape and gx.dtype == x.dtype, f"{op}: dL/dx {gx.shape} {gx.dtype}"
     assert gb.dtype == x.dtype, f"{op}: dL/db is {gb.dtype}"
     np.testing.assert_array_equal(gb, np.zeros(C), err_msg=f"{op}: dL/db")
+
+
+@pytest.mark.parametrize(("n", "want"), [(2, np.nan), (0, 0.0)], ids=["batch2", "empty-batch"])
+def test_group_norm_weight_gradient_over_zero_size_planes_is_pytorchs(n, want):
+    # PyTorch 2.13: dw_c = sum_n (ds - db * mean) * rstd with mean = 0/0 = nan, so nan for every
+    # channel when there is a sample, and 0 (a sum over no samples) for an empty batch. refcnn
+    # gave 0 for both: the sum of g * xhat over no values.
+    x = np.zeros((n, 4, 0, 3), dtype=np.float32)
+    w, b = np.ones(4, np.float32), np.zeros(4, np.float32)
+    y, ctx = nk.group_norm_forward(x, w, b, num_groups=2, eps=1e-5)
+    _, gw, gb = nk.group_norm_backward(np.zeros_like(y), ctx)
+    assert gw.dtype == np.float32, gw.dtype
+    np.testing.assert_array_equal(gw, np.full(4, want), err_msg=f"dL/dw, batch of {n}")
+    np.testing.assert_array_equal(gb, np.zeros(4), err_msg=f"dL/db, batch of {n}")
 
 
 @pytest.mark.parametrize("op", NORMS.keys())

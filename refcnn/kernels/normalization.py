@@ -455,7 +455,12 @@ def group_norm_forward(
 
 
 def group_norm_backward(grad_y: np.ndarray, ctx: NormCtx, *, needs_input_grad: bool = True) -> tuple[Any, Any, Any]:
-    return _norm_backward(grad_y, ctx, needs_input_grad)
+    gx, gw, gb = _norm_backward(grad_y, ctx, needs_input_grad)
+    if gw is not None and ctx.xhat.shape[0] > 0 and ctx.xhat.shape[1] == 0:
+        # sets of no values (zero-size planes): PyTorch's dw_c = sum_n (ds - db * mean) * rstd,
+        # with the mean 0/0 = nan, is nan; the sum over no values would be 0
+        gw[...] = np.nan
+    return gx, gw, gb
 
 
 def layer_norm_forward(
