@@ -67,22 +67,22 @@ def hazard_of(case: dict[str, Any]) -> str:
 
 # ---- which inputs get hazards, and how large "large" is, per op ------------------------------
 def _inputs(op: str) -> tuple[str, ...]:
-    if op in ("dropout", "dropout2d"):
-        return ()  # see NO_HAZARDS
+    if op in NO_HAZARDS:
+        return ()
     if op in ("mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits"):
         return ("x", "target")
     return ("x",)
 
 
-NO_HAZARDS = {
-    "dropout": "its check reads the mask off the output's zeros, which zeros, nan and inf inputs hide",
-    "dropout2d": "its check reads the mask off the output's zeros, which zeros, nan and inf inputs hide",
-}
+# ops whose inputs take no hazard, with the reason (none today: dropout reads its mask off a
+# twin run on ordinary values, conformance/specs/dropout.py)
+NO_HAZARDS: dict[str, str] = {}
 
 # 1e30 where the op is linear (or piecewise linear) in x; 1e4 where it squares, exponentiates or
 # normalises (1e30 would overflow float32 where float64, the reference, does not)
 LARGE_1E30 = {"conv2d", "conv_transpose2d", "linear", "flatten", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-              "adaptive_max_pool2d", "relu", "leaky_relu", "hardtanh", "elu", "sigmoid", "tanh", "l1_loss"}  # fmt: skip
+              "adaptive_max_pool2d", "relu", "leaky_relu", "hardtanh", "elu", "sigmoid", "tanh", "l1_loss",
+              "dropout", "dropout2d"}  # fmt: skip
 
 
 def large(op: str) -> float:
@@ -273,6 +273,8 @@ PATHS: dict[str, tuple[Callable[[dict[str, Any]], str], list[str]]] = {
                                  for a in ("affine", "plain")]),
     "group_norm": (_group_norm, [f"{g}-{a}" for g in ("one-group", "groups") for a in ("affine", "plain")]),
     "layer_norm": (lambda c: _affine(c), ["affine", "plain"]),
+    "dropout": (lambda c: "train" if c["training"] else "eval", ["train", "eval"]),
+    "dropout2d": (lambda c: "train" if c["training"] else "eval", ["train", "eval"]),
 }  # fmt: skip
 
 

@@ -307,6 +307,19 @@ def maxpool_skips_nan(base: kernels.Kernel) -> Any:
     return forward, bwd
 
 
+def dropout_zeroes_dropped(base: kernels.Kernel) -> Any:
+    fwd, bwd = _fb(base)
+
+    def forward(x: Any, **cfg: Any) -> Any:
+        y, ctx = fwd(x, **cfg)
+        if ctx.noise is None:
+            return y, ctx
+        # a dropped element written as 0 rather than multiplied by 0: a dropped nan or inf gives 0, not nan
+        return np.where(np.broadcast_to(ctx.noise, x.shape) == 0, 0, y).astype(x.dtype), ctx
+
+    return forward, bwd
+
+
 def linear_chunk_drops_tail(base: kernels.Kernel) -> Any:
     fwd, bwd = _fb(base)
 
@@ -474,6 +487,7 @@ MUTANTS = [
     Mutant("conv_row_tiles", "conv2d", "output rows past the first tile of 4 read one stride too low (translation)", conv_row_tiles),
     Mutant("conv_chunk_drops_tail", "conv2d", "fast grad_weight drops the last partial chunk of 16 images", conv_chunk_drops_tail, base="fast"),
     Mutant("ce_weighted_drops_nan", "cross_entropy", "the weighted, reduced path sums with np.nansum: a nan logit's row dropped", ce_weighted_drops_nan),
+    Mutant("dropout_zeroes_dropped", "dropout", "dropped elements written as 0, not multiplied by 0: a dropped nan or inf gives 0, not nan", dropout_zeroes_dropped),
     Mutant("avgpool_padded_integral", "avg_pool2d", "the padded path sums windows from prefix sums: inf - inf turns windows past an inf into nan", avgpool_padded_integral),
 ]  # fmt: skip
 

@@ -2,8 +2,10 @@
 
 - ``rejects``: p outside [0, 1], wrong ndim for dropout2d, as PyTorch;
 - ``forward``: out of training y == x exactly; in training every element is 0 or PyTorch's
-  own x * (mask / (1 - p)) for the mask refcnn drew (read off y), and dropout2d's zeros
-  come in whole (n, c) planes;
+  own x * (mask / (1 - p)) for the mask refcnn drew, and dropout2d's zeros come in whole
+  (n, c) planes. The mask is read off the zeros of a twin run on the case's ordinary values
+  (no zeros among them) with the same generator seed, so a case's hazard (nan, inf, zeros in
+  x) meets the kernel too: a dropped nan or inf is nan (0 * inf), as PyTorch's product gives;
 - ``distribution``: the fraction of zeroed elements (planes) is within 5 standard deviations
   of p (a binomial count, fixed seed);
 - ``grad_input``: g * mask / (1 - p) with the same mask, against PyTorch autograd.
@@ -72,9 +74,15 @@ class DropoutSpec(OpSpec):
         return Built({"x": x}, cfg, fn)
 
     def check(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
+        with np.errstate(invalid="ignore", over="ignore"):  # the suite's own sums on a hazard case's inf and nan
+            self.check_case(case, dtype, impls, rec)
+
+    def check_case(self, case: dict[str, Any], dtype: str, impls: list[str], rec: core.Recorder) -> None:
         built = self.build(case)
         dt = np.dtype(dtype)
         x = np.asarray(built.arrays["x"], dtype=dt)
+        # the twin: the case without its hazard, whose zeros in y are exactly the dropped elements
+        twin = x if "hazard" not in built.extra else np.asarray(self.build({**case, "hazard": "none"}).arrays["x"], dt)
         p, training = case["p"], case["training"]
         try:
             torch_op = F.dropout2d if self.op == "dropout2d" else F.dropout
@@ -87,9 +95,13 @@ class DropoutSpec(OpSpec):
         g = np.asarray(np.random.default_rng([case["seed"], 99]).standard_normal(x.shape) + 0.25, dtype=dt)
         for impl in impls:
             kernel = kernels.get(self.op, impl)
-            gen = np.random.default_rng(case["seed"])
             try:
-                y, ctx = kernel.forward(x.copy(), p=p, training=training, generator=gen)
+                y, ctx = kernel.forward(x.copy(), p=p, training=training, generator=np.random.default_rng(case["seed"]))
+                y_twin = y
+                if twin is not x:
+                    y_twin, _ = kernel.forward(
+                        twin.copy(), p=p, training=training, generator=np.random.default_rng(case["seed"])
+                    )
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["rejects", *self.checks(dtype)], str(exc))
                 continue
@@ -100,14 +112,14 @@ class DropoutSpec(OpSpec):
                     rec.crash(impl, "forward", "forward", exc)
                 continue
             rec.ok(impl, "rejects")
-            y = np.asarray(y)
+            y, y_twin = np.asarray(y), np.asarray(y_twin)
             if y.dtype != dt or y.shape != x.shape:
                 rec.fail(impl, "forward", f"{impl} gave dtype {y.dtype} and shape {y.shape}, expected {dt} {x.shape}")
                 continue
             if not training or p == 0:
                 mask = np.ones(x.shape)
             else:
-                mask = np.asarray(y != 0, dtype=np.float64)
+                mask = np.asarray(y_twin != 0, dtype=np.float64)
             mask_shape = x.shape[:2] + (1,) * (x.ndim - 2) if self.op == "dropout2d" else x.shape
             if self.op == "dropout2d" and training and x.size:
                 per_plane = mask.reshape(*x.shape[:2], -1)
@@ -131,7 +143,8 @@ class DropoutSpec(OpSpec):
             yt = xt * noise
             yt.backward(torch.from_numpy(np.asarray(g, np.float64)))
             n = 2  # the noise's division and the product
-            if not rec.compare(impl, "forward", y, yt.detach().numpy(), n, np.abs(yt.detach().numpy()), "forward"):
+            where = "forward" + (f" ({built.extra['hazard']} in x)" if "hazard" in built.extra else "")
+            if not rec.compare(impl, "forward", y, yt.detach().numpy(), n, np.abs(yt.detach().numpy()), where):
                 continue
             kept = float(mask_t.sum())
             m = mask_t.size
