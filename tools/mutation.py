@@ -23,6 +23,9 @@ them into ``mutants/`` as mutmut's own results, and mutmut keeps a function's re
 when that hash is unchanged, as it does for its own; so a later run, on any machine, runs only
 the mutants of functions that changed or that no run has reached yet. ``--record`` adds what
 ``mutants/`` holds to that file. Record only what is run from a clean main, with its tests.
+After a kernel file is added, moved or renamed, start from an empty ``mutants/`` (``rm -rf
+mutants``, then ``--restore``): mutmut's saved test map does not learn the new file's
+functions and would report their mutants as reached by no test, or as surviving.
 
 Run it from the repository root after ``mutmut run`` (``tox -e mutation`` does all three).
 """
