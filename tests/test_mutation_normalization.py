@@ -464,18 +464,23 @@ def test_norm_backward_of_empty_sets_is_empty_like_x(op):
     np.testing.assert_array_equal(gb, np.zeros(C), err_msg=f"{op}: dL/db")
 
 
-@pytest.mark.parametrize(("n", "want"), [(2, np.nan), (0, 0.0)], ids=["batch2", "empty-batch"])
-def test_group_norm_weight_gradient_over_zero_size_planes_is_pytorchs(n, want):
+@pytest.mark.parametrize(
+    ("shape", "groups", "want"),
+    [((2, 4, 0, 3), 2, np.nan), ((1, 4, 3, 0), 1, np.nan), ((0, 4, 0, 3), 2, 0.0), ((2, 4, 1, 1), 4, 0.0)],
+    ids=["batch2-empty-planes", "one-set-empty-planes", "empty-batch", "one-value-sets"],
+)
+def test_group_norm_weight_gradient_over_zero_size_planes_is_pytorchs(shape, groups, want):
     # PyTorch 2.13: dw_c = sum_n (ds - db * mean) * rstd with mean = 0/0 = nan, so nan for every
     # channel when there is a sample, and 0 (a sum over no samples) for an empty batch. refcnn
-    # gave 0 for both: the sum of g * xhat over no values.
-    x = np.zeros((n, 4, 0, 3), dtype=np.float32)
+    # gave 0 for both: the sum of g * xhat over no values. Sets of one value are not empty:
+    # xhat = 0 there, and dw = 0.
+    x = np.zeros(shape, dtype=np.float32)
     w, b = np.ones(4, np.float32), np.zeros(4, np.float32)
-    y, ctx = nk.group_norm_forward(x, w, b, num_groups=2, eps=1e-5)
-    _, gw, gb = nk.group_norm_backward(np.zeros_like(y), ctx)
+    y, ctx = nk.group_norm_forward(x, w, b, num_groups=groups, eps=1e-5)
+    _, gw, gb = nk.group_norm_backward(np.ones_like(y), ctx)
     assert gw.dtype == np.float32, gw.dtype
-    np.testing.assert_array_equal(gw, np.full(4, want), err_msg=f"dL/dw, batch of {n}")
-    np.testing.assert_array_equal(gb, np.zeros(4), err_msg=f"dL/db, batch of {n}")
+    np.testing.assert_array_equal(gw, np.full(4, want), err_msg=f"dL/dw, x of shape {shape}")
+    np.testing.assert_array_equal(gb, np.full(4, y.size / 4), err_msg=f"dL/db, x of shape {shape}")
 
 
 @pytest.mark.parametrize("op", NORMS.keys())
