@@ -299,6 +299,9 @@ def test_softmax_sums_to_one_and_0d_and_empty(op):
 def test_extreme_inputs_stay_finite_without_warnings(name, dtype):
     x = np.array([-1e30, -1e3, -100.0, 100.0, 1e3, 1e30], dtype)
     y, gx = run(op_of(name), x, np.ones_like(x), **ORACLES[name][0])  # a RuntimeWarning fails the test
+    if name == "gelu-tanh" and dtype == np.float32:  # x * x overflows at 1e30: PyTorch's gradient is
+        assert np.isnan(gx[[0, -1]]).all(), gx  # nan there (test_mutation_activation pins why)
+        gx = gx[1:-1]
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(gx))
     limits = {"sigmoid": [0, 0, None, None, 1, 1], "tanh": [-1, -1, -1, 1, 1, 1], "relu": [0, 0, 0, 100, 1e3, 1e30]}
     for got, want in zip(y, limits.get(name, [None] * 6), strict=True):

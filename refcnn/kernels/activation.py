@@ -268,7 +268,9 @@ def gelu_backward(
             du = _SQRT_2_OVER_PI * (1 + (3 * _KAPPA) * (xc * xc))
             s = sigmoid(2 * u)
             dydx = s + (xc * sigmoid(-2 * u)) * (2 * du) * s
-            dydx = np.where(np.isinf(x), np.nan, dydx)  # x = +-inf: nan, as PyTorch (inf * 0 in its formula)
+            # nan where x * x overflows (x = +-inf too), as PyTorch: its formula's (1 - tanh(u)^2) = 0
+            # then multiplies (1 + 3 kappa x^2) = inf
+            dydx = np.where(np.isinf(x * x), np.nan, dydx)
         else:
             x64 = x.astype(np.float64)
             dydx = 0.5 * erfc(-_SQRT1_2 * x64) + x64 * (_INV_SQRT_2PI * np.exp(-0.5 * (x64 * x64)))
