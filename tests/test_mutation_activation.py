@@ -169,6 +169,27 @@ def test_gelu_implementation_called_directly_is_silent_at_infinity(dtype, approx
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_past_the_square_root_of_the_range_is_pytorchs_and_silent(dtype, approximate):
+    # |x| = 2 sqrt(max): x * x and x**3 overflow. PyTorch 2.13 gives gelu = [x, -0.0] and the
+    # gradient [1, 0] (erf) or [nan, nan] (tanh: (1 - tanh(u)^2) = 0 times 1 + 3 kappa x^2 = inf);
+    # refcnn clamped the tanh formula's x and gave [1, 0]. The kernel itself gives them without
+    # a RuntimeWarning (its clamp of x**3, its errstate around exp(-x * x / 2)).
+    big = np.finfo(dtype).max ** 0.5 * 2
+    x = np.array([big, -big], dtype)
+    gelu = kernels.get("gelu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ctx = gelu.forward_impl(x, approximate=approximate)
+        (gx,) = gelu.backward_impl(np.ones_like(x), ctx)
+    np.testing.assert_array_equal(y, np.array([big, -0.0], dtype))
+    want = [np.nan, np.nan] if approximate == "tanh" else [1.0, 0.0]
+    np.testing.assert_array_equal(gx, np.array(want, dtype), err_msg=f"gelu'(+-{big:g}), {approximate}")
+    (gx,) = gelu.backward_impl(np.ones_like(x), gelu.forward_impl(x / 1e3, approximate=approximate)[1])
+    np.testing.assert_array_equal(gx, np.array([1.0, 0.0], dtype), err_msg="below the square root: [1, 0]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_implementation_called_directly_is_silent_on_degenerate_rows(op, dtype):
     # PyTorch 2.13 along dim 1: a row holding +inf, or only -inf, is all nan; a -inf is a mask.
@@ -317,3 +338,29 @@ def test_softmax_saves_its_output_in_x_dtype(op):
     y, ctx = kernels.get(op).forward_impl(x, dim=1)
     saved = ctx[0]
     assert y.dtype == np.float32 and saved.dtype == np.float32, f"{op}: output {y.dtype}, saved {saved.dtype}"
+
+
+# ---- a kernel called directly, outside the registry: inf * 0 is nan silently too ---------------
+INF_TIMES_ZERO = {  # (call, the element that is inf * 0); PyTorch gives nan without a warning
+    "leaky_relu_forward": (
+        lambda: activation.leaky_relu_forward(np.array([-np.inf, 2.0]), negative_slope=0.0)[0],
+        0,
+    ),
+    "leaky_relu_backward": (
+        lambda: activation.leaky_relu_backward(np.array([np.inf, 1.0]), (np.array([-1.0, 2.0]), 0.0))[0],
+        0,
+    ),
+    "elu_backward": (
+        lambda: activation.elu_backward(np.array([np.inf, 1.0]), (np.array([-1.0, 2.0]), 0.0))[0],
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("kernel", list(INF_TIMES_ZERO))
+def test_a_kernel_called_directly_gives_nan_for_inf_times_zero_silently(kernel):
+    call, at = INF_TIMES_ZERO[kernel]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = call()
+    assert np.isnan(out[at]) and np.isfinite(np.delete(out, at)).all(), (kernel, out)
