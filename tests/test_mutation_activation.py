@@ -364,3 +364,16 @@ def test_a_kernel_called_directly_gives_nan_for_inf_times_zero_silently(kernel):
         warnings.simplefilter("error")
         out = call()
     assert np.isnan(out[at]) and np.isfinite(np.delete(out, at)).all(), (kernel, out)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_over_an_empty_dim_called_directly_is_empty_and_silent(op):
+    # the sum over an empty dim is 0, and log_softmax takes its log(0) = -inf on the way to an
+    # empty result: PyTorch returns the empty tensor without a warning, and so does the kernel
+    kernel = kernels.get(op)
+    x = np.ones((2, 0, 3), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, ctx = kernel.forward_impl(x, dim=1)
+        (gx,) = kernel.backward_impl(np.ones_like(y), ctx)
+    assert y.shape == gx.shape == x.shape and y.dtype == gx.dtype == x.dtype, (y.shape, gx.shape)
