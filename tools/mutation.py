@@ -36,6 +36,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,16 @@ class FileScore:
     run: bool = True
 
 
+def _match(entries: list[Entry], kind: str, path: Path, name: str, diff: str) -> Entry | None:
+    """The entry of ``kind`` listing mutant ``name`` of ``path``, matched on the file, the
+    function and the lines its diff changes."""
+    lines, func = changed_lines(diff), function_of(name)
+    return next(
+        (e for e in entries if e.kind == kind and e.file == str(path) and e.function == func and e.lines == lines),
+        None,
+    )
+
+
 def score(path: Path, entries: list[Entry]) -> FileScore:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
@@ -132,12 +143,8 @@ def score(path: Path, entries: list[Entry]) -> FileScore:
             fs.counts["killed"] += 1
             continue
         diff = get_diff_for_mutant(name, path=path)
-        lines, func = changed_lines(diff), function_of(name)
         kind = "hang" if s == "timeout" else "equivalent"
-        match = next(
-            (e for e in entries if e.kind == kind and e.file == str(path) and e.function == func and e.lines == lines),
-            None,
-        )
+        match = _match(entries, kind, path, name, diff)
         if match is not None and s != "other":
             match.used += 1
             fs.counts["hang"] += kind == "hang"
@@ -165,9 +172,13 @@ def _module(path: Path) -> str:
     return ".".join(path.with_suffix("").parts)
 
 
-def record(files: list[Path], path: Path = RESULTS) -> int:
+def record(
+    files: list[Path], path: Path = RESULTS, retry: Callable[[Path, str, int], bool] = lambda f, name, code: False
+) -> int:
     """Adds the results in mutants/ to ``path``: a function's entry is replaced when its hash
-    changed, and merged (this run's codes winning) when it did not. Returns the mutants added."""
+    changed, and merged (this run's codes winning) when it did not. A result ``retry`` names
+    is left out, and its recorded code dropped, so that the next run tries the mutant again.
+    Returns the mutants added."""
     results, added = _load_results(path), 0
     for f in files:
         if not _meta(f).is_file():
@@ -181,9 +192,14 @@ def record(files: list[Path], path: Path = RESULTS) -> int:
                 for k, c in meta["exit_code_by_key"].items()
                 if k.startswith(prefix) and c is not None
             }
+            again = {n for n, c in codes.items() if retry(f, prefix + n, c)}
+            codes = {n: c for n, c in codes.items() if n not in again}
+            entry = functions.get(func)
+            if entry is not None and entry["hash"] == h:
+                for n in again:
+                    entry["exit_codes"].pop(n, None)
             if not codes:
                 continue
-            entry = functions.get(func)
             if entry is None or entry["hash"] != h:
                 entry = functions[func] = {"hash": h, "exit_codes": {}}
             added += sum(n not in entry["exit_codes"] for n in codes)
@@ -246,9 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     if not Path("mutants").is_dir():
         print("no mutants/ folder here: run `mutmut run` from the repository root first", file=sys.stderr)
         return 2
-    if args.record:
-        print(f"{record(files, Path(args.results))} mutants' results added to {args.results}")
     entries = load_equivalent(Path(args.equivalent))
+    if args.record:
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        def retry(f: Path, name: str, code: int) -> bool:
+            """A timeout is recorded only when listed as a hang: a slow survivor, or a machine
+            too busy, also times out, and the next run should try it again."""
+            return status(code) == "timeout" and not _match(entries, "hang", f, name, get_diff_for_mutant(name, path=f))
+
+        print(f"{record(files, Path(args.results), retry)} mutants' results added to {args.results}")
     rows = [score(f, entries) for f in files]
 
     head = f"{'file':<34} {'mutants':>7} {'killed':>6} {'equiv':>5} {'survived':>8} {'no tests':>8} {'timeout':>7} {'other':>5} {'score':>7}"
