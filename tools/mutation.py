@@ -131,7 +131,7 @@ def score(path: Path, entries: list[Entry]) -> FileScore:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
     fs = FileScore(str(path))
-    meta = Path("mutants") / (str(path) + ".meta")
+    meta = _meta(path)
     if not meta.is_file():
         fs.run = False
         return fs
