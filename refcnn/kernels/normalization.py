@@ -407,7 +407,7 @@ def _row_sum(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def _norm_backward(grad_y: np.ndarray, ctx: NormCtx, needs_input_grad: bool) -> tuple[Any, Any, Any]:
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # M == 0 has its own branch: nothing here divides by zero
         xhat = ctx.xhat.reshape(ctx.x_shape)
         grad_y = np.ascontiguousarray(grad_y)  # C order: the set sums add in one order, any layout
         gx = None
