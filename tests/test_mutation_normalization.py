@@ -484,6 +484,21 @@ def test_group_norm_weight_gradient_over_zero_size_planes_is_pytorchs(shape, gro
 
 
 @pytest.mark.parametrize("op", NORMS.keys())
+def test_norm_backward_of_one_value_sets_propagates_an_infinite_gradient(op):
+    """Sets of one value have xhat = 0, so dL/dx is 0 there, but an infinite upstream gradient
+    makes it inf - inf = nan, as PyTorch 2.13 gives ([[nan], [0.]] for layer_norm over (1,)).
+    A kernel that treats one-value sets as empty ones returns 0 instead."""
+    forward, backward = NORMS[op][:2]
+    x = np.array([[[0.5], [1.0]], [[2.0], [3.0]]], np.float32)
+    config = {"num_groups": 2} if op == "group_norm" else {"normalized_shape": (1,)}
+    w = np.ones(2 if op == "group_norm" else 1, np.float32)
+    _, ctx = forward(x, w, np.zeros_like(w), eps=1e-5, **config)
+    g = np.array([[[np.inf], [1.0]], [[1.0], [-2.0]]], np.float32)
+    gx = backward(g, ctx)[0]
+    np.testing.assert_array_equal(gx, [[[np.nan], [0.0]], [[0.0], [0.0]]], err_msg=f"{op}: dL/dx")
+
+
+@pytest.mark.parametrize("op", NORMS.keys())
 def test_norm_backward_without_needs_input_grad_gives_no_input_gradient(op):
     forward, backward = NORMS[op][:2]
     x = np.random.default_rng(3).standard_normal((2, 4, 3))
