@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from refcnn import kernels, testing
 
-from .. import core, hazards, layouts, relations, tolerance
+from .. import core, gradcheck, hazards, layouts, relations, tolerance
 from ..strategies import make_upstream
 
 
@@ -384,7 +384,7 @@ class OpSpec(Spec):
                 rec.unsupported(impl, ["finite_difference"], f"NotImplementedError: {exc}")
         elif dtype == "float64" and not built.extra.get("no_fd") and not self.fd_allowed(built, upcast):
             try:  # too large for element-wise differences: one random direction (JAX's check_grads)
-                core.check_vjp(self, built, inputs, g, ref, kernel, impl, rec, core.rng_for(case, 97))
+                gradcheck.check_vjp(self, built, inputs, g, ref, kernel, impl, rec, core.rng_for(case, 97))
             except NotImplementedError as exc:
                 rec.unsupported(impl, ["vjp_direction"], f"NotImplementedError: {exc}")
 
@@ -567,7 +567,7 @@ class OpSpec(Spec):
             arr = work.get(k)
             if arr is None or a is None:
                 continue
-            ok, err, ratio, detail = core.finite_difference(loss, arr, a)
+            ok, err, ratio, detail = gradcheck.finite_difference(loss, arr, a)
             if not ok or ratio > worst[2]:
                 worst = (ok, err, ratio, f"d/d{k}: {detail}")
             if not ok:
