@@ -583,7 +583,8 @@ def test_max_pool_rejects(x, cfg, error, message):
         (avg_cfg(2, 1, 0, False, True, True), TypeError, r"divisor_override must be None or an int, got True"),
         (avg_cfg(2, 1, 0, False, 1), TypeError, r"count_include_pad must be a bool, got 1"),
         (avg_cfg(3, 1, (1, 2)), ValueError, r"padding must be at most half .* got padding=\(1, 2\), kernel_size=\(3, 3\)"),
-        (avg_cfg((8, 2)), ValueError, r"avg_pool2d: given input size \(C, H, W\) = \(3, 7, 6\), calculated output size \(3, 0, 3\) is too small"),
+        # the whole message: avg_pool2d takes no dilation, so its message names none
+        (avg_cfg((8, 2)), ValueError, r"avg_pool2d: given input size \(C, H, W\) = \(3, 7, 6\), calculated output size \(3, 0, 3\) is too small \(kernel_size=\(8, 2\), stride=\(8, 2\), padding=\(0, 0\), ceil_mode=False\)$"),
         (avg_cfg(0), ValueError, r"kernel_size must be >= 1 on both axes, got \(0, 0\)"),
     ],
     ids=["divisor-0", "divisor-float", "divisor-bool", "cip-int", "padding-over-half", "too-small", "kernel-0"],
