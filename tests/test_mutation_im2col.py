@@ -1,7 +1,9 @@
 """The fast conv kernels' scratch memory: what ``release_workspace`` promises (the memory the
-buffers held is given back; a thread with nothing to release is fine). Mutation testing
-(tox -e mutation) found that no test checked the release frees anything: a release that
-popped the wrong key passed every test."""
+buffers held is given back; a thread with nothing to release is fine), and how many images a
+chunk holds. Mutation testing (tox -e mutation) found that no test checked the release frees
+anything (a release that popped the wrong key passed every test), nor that a chunk holds a
+single image when one image's buffers fill the budget (at least two passed: chunking changes
+memory, never values)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import tracemalloc
 import weakref
 
 import numpy as np
+import pytest
 
 from refcnn import kernels
-from refcnn.kernels._im2col import scratch
+from refcnn.kernels._im2col import CHUNK_BYTES, images_per_chunk, scratch
 from refcnn.kernels.conv import release_workspace
 
 
@@ -77,3 +80,27 @@ def test_release_workspace_is_per_thread():
     assert owner() is not None, "a release in another thread freed this thread's buffer"
     release_workspace()
     assert owner() is None
+
+
+@pytest.mark.parametrize(
+    ("N", "image_bytes", "im2col_bytes", "want"),
+    [
+        (4, CHUNK_BYTES + 1, 10**12, 1),  # one image past the budget: one per chunk, never more
+        (4, 100, 120, 1),  # one image past 3/4 of the whole im2col matrix
+        (10, CHUNK_BYTES // 4, 10**12, 4),  # 4 fit: 3 chunks, split evenly as 4, 3, 3
+        (10, 1, 10**12, 10),  # everything fits: one chunk
+        (20, 10, 160, 10),  # 3/4 of the im2col matrix holds 12 images: 2 chunks of 10
+        (0, 1, 0, 1),  # an empty batch: one (empty) chunk
+    ],
+    ids=[
+        "image-past-budget",
+        "image-past-im2col",
+        "even-split-10-by-4",
+        "all-fit",
+        "im2col-three-quarters",
+        "empty-batch",
+    ],
+)
+def test_images_per_chunk(N, image_bytes, im2col_bytes, want):
+    got = images_per_chunk(N, image_bytes, im2col_bytes)
+    assert got == want, f"images_per_chunk({N}, {image_bytes}, {im2col_bytes}) = {got}, want {want}"
