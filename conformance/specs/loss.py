@@ -159,7 +159,10 @@ class ClassLossSpec(OpSpec):
         else:
             scale = (ga.reshape(()) / (denom if cfg["reduction"] == "mean" else 1.0)).expand(M)
         scale = torch.nan_to_num(scale, nan=0.0)
-        per_row = ((w * q) * ((xr - m).abs() + lse + 1)).sum(dim=1)
+        # a class the loss does not weigh (w*q = 0) adds nothing, also where its logit is -inf
+        # (0 * inf would make the row's sum nan, and a reduced loss's whole S with it)
+        wq = w * q
+        per_row = torch.where(wq != 0, wq * ((xr - m).abs() + lse + 1), 0.0).sum(dim=1)
         a = (w * q).sum(dim=1, keepdim=True)
         grad_rows = scale[:, None] * (a * p + w * q)
         unrows = {"C": lambda r: r.reshape(C), "NC": lambda r: r,
