@@ -163,8 +163,8 @@ class ClassLossSpec(OpSpec):
         # (0 * inf would make the row's sum nan, and a reduced loss's whole S with it)
         wq = w * q
         per_row = torch.where(wq != 0, wq * ((xr - m).abs() + lse + 1), 0.0).sum(dim=1)
-        a = (w * q).sum(dim=1, keepdim=True)
-        grad_rows = scale[:, None] * (a * p + w * q)
+        a = wq.sum(dim=1, keepdim=True)
+        grad_rows = scale[:, None] * (a * p + wq)
         unrows = {"C": lambda r: r.reshape(C), "NC": lambda r: r,
                   "NCd": lambda r: r.reshape(x.shape[0], x.shape[2], C).permute(0, 2, 1)}[layout]  # fmt: skip
         if cfg["reduction"] == "none":
