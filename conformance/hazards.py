@@ -42,8 +42,9 @@ DESCRIBED = {
 SUBNORMALS = (3e-41, -7e-42, 5e-320, -1e-315)
 
 
-def drawer(op: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Adds a ``hazard`` to each case drawn: the n-th case on a code path gets ``CYCLE[n % 10]``,
+def drawer(op: str, path: Callable[[dict[str, Any]], str] | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Adds a ``hazard`` to each case drawn: the n-th case on a code path (``path(case)``, by
+    default the op's, :func:`path_of`) gets ``CYCLE[n % 10]``,
     so every path drawn at least 8 times meets every hazard (a hash of the case would leave
     gaps: ci's derandomized draws repeat a few seeds, and some paths come rarely). Every
     other drawn value stays as it was; the hazard is kept in the case, so a repro rebuilds it.
@@ -53,8 +54,8 @@ def drawer(op: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def add(case: dict[str, Any]) -> dict[str, Any]:
         if "seed" not in case:
             return case
-        path = path_of(op, case)
-        n = seen[path] = seen.get(path, -1) + 1
+        key = path(case) if path is not None else path_of(op, case)
+        n = seen[key] = seen.get(key, -1) + 1
         return {**case, "hazard": CYCLE[n % len(CYCLE)]}
 
     return add

@@ -1,5 +1,5 @@
 """The hazard axis (conformance/hazards.py): ci meets every hazard on every code path of
-every op, a hazard changes only a few elements, non-finite results and signed zeros are
+every op and module, a hazard changes only a few elements, non-finite results and signed zeros are
 compared exactly, and a gradient failure mentions the caller's write into the output only
 when that write is what broke it (needs torch).
 
@@ -16,38 +16,69 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import refcnn.nn as rnn
 from refcnn import kernels
 from refcnn.conformance import core, hazards, specs
 from refcnn.conformance.engine import run_task
+from refcnn.conformance.specs.modules import ModuleSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = [n for n in specs.op_specs() if n not in hazards.NO_HAZARDS]
 
 
 _NEVER_MET = """
-import json
+import json, sys
 from refcnn.conformance import engine, hazards, specs
 
 gaps = {}
-for op, spec in specs.op_specs().items():
-    if op in hazards.NO_HAZARDS:
+for name, spec in specs.all_specs().items():
+    if name not in sys.argv[1:]:
         continue
     met = set()
-    engine._draw(spec, lambda case, impls: met.add((hazards.hazard_of(case), hazards.path_of(op, case))),
+    engine._draw(spec, lambda case, impls: met.add((case.get("hazard"), spec.features(case)["path"])),
                  ["-"], engine.budget(spec, "ci"), "ci", 0, examples=True)
-    dom = hazards.domains(op)
-    gaps[op] = [[h, p] for p in dom["path"] for h in dom["hazard"] if (h, p) not in met]
+    dom = spec.domains
+    gaps[name] = [[h, p] for p in dom["path"] for h in dom["hazard"] if (h, p) not in met]
 print(json.dumps(gaps))
 """
+MODULES = [n for n, s in specs.all_specs().items() if getattr(s, "draws_hazards", False)]
 
 
-def test_ci_meets_every_hazard_on_every_path():
+@pytest.mark.parametrize("names", [OPS, MODULES], ids=["ops", "modules"])
+def test_ci_meets_every_hazard_on_every_path(names):
     # in a fresh process, as a ci task draws its cases (under pytest, hypothesis's draws depend
     # on the tests run before)
-    out = subprocess.run([sys.executable, "-c", _NEVER_MET], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _NEVER_MET, *names], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     gaps = {op: never for op, never in json.loads(out.stdout).items() if never}
-    assert len(json.loads(out.stdout)) == len(OPS)
-    assert not gaps, f"ci never draws these (hazard, path) pairs (raise hazards.DRAWS for the op): {gaps}"
+    assert sorted(json.loads(out.stdout)) == sorted(names)
+    assert not gaps, f"ci never draws these (hazard, path) pairs (raise the spec's weight): {gaps}"
+
+
+def test_every_module_but_sequential_draws_hazards():
+    modules = [n for n, s in specs.all_specs().items() if isinstance(s, ModuleSpec)]
+    assert sorted(modules) == sorted([*MODULES, "nn.Sequential"])
+    assert len(MODULES) >= 30
+
+
+# a module that hides a non-finite value its kernel gives: ordinary inputs cannot tell it
+_relu_forward = rnn.ReLU.forward
+
+
+def _finite_relu(self, x):
+    return np.nan_to_num(_relu_forward(self, x), nan=0.0, posinf=7.0)
+
+
+@pytest.mark.parametrize("plant", [None, _finite_relu], ids=["as-shipped", "nan_to_num-in-forward"])
+def test_a_module_that_hides_a_hazard_fails(monkeypatch, plant):
+    if plant is not None:
+        monkeypatch.setattr(rnn.ReLU, "forward", plant)
+    res = run_task("nn.ReLU", "float64", ["default"], "ci", 0, max_examples=16, extend=False)
+    forward = {t.check: t for t in res.tallies}["forward"]
+    assert bool(forward.failed) == (plant is not None), forward.failure
+    if plant is not None:
+        assert "[hazard: a few elements" in forward.failure["detail"], forward.failure["detail"]
 
 
 @pytest.mark.parametrize("hazard", hazards.KINDS[1:])

@@ -11,6 +11,11 @@
 - ``forward``, ``grad_input``, ``grad_<param>``: the whole module against torch.nn with the
   same weights (loaded through load_state_dict), under the tolerance method of its op;
 - ``state``: BatchNorm running statistics and num_batches_tracked after a training forward.
+
+Each case also carries a hazard (conformance/hazards.py), set in the inputs of the kernel the
+module runs, as that kernel's own cases carry one: a module's path (train or eval for
+BatchNorm, reduced or not for a loss, else one) cycles through the hazards, and the coverage
+table shows which met which. Non-finite results are compared exactly.
 """
 
 from __future__ import annotations
@@ -28,24 +33,45 @@ from hypothesis import strategies as st
 import refcnn
 import refcnn.nn as rnn
 
-from .. import core, layouts, tolerance
+from .. import core, hazards, layouts, tolerance
 from ..core import rng_for
 from ..strategies import make_normal, make_tie_free, seeds
-from .base import Spec
+from .base import HAZARD_PAIR, Spec
 from .module_entries import ENTRIES, Entry
 
 IGNORED_TORCH_PARAMS = {"device", "size_average", "reduce", "min_value", "max_value"}
+# the kernel a module runs, where its entry names no op: which inputs take a hazard and how
+# large "large" is (conformance/hazards.py); Identity copies its input, as flatten does
+KERNEL_OF = {"Conv2d": "conv2d", "ConvTranspose2d": "conv_transpose2d", "Linear": "linear", "MaxPool2d": "max_pool2d",
+             "AvgPool2d": "avg_pool2d", "AdaptiveAvgPool2d": "adaptive_avg_pool2d",
+             "AdaptiveMaxPool2d": "adaptive_max_pool2d", "ReLU": "relu", "Hardtanh": "hardtanh",
+             "Flatten": "flatten", "Identity": "flatten", "Dropout": "dropout", "Dropout2d": "dropout2d"}  # fmt: skip
 
 
 class ModuleSpec(Spec):
     kind = "module"
     layouts = True
+    draws_hazards = True  # the hazard axis (SequentialSpec has its own check, without one)
 
     def __init__(self, entry: Entry) -> None:
         self.entry = entry
         self.name = f"nn.{entry.cls}"
         self.weight = 0.5
-        self.pairs = [("kwargs", "shape")]
+        self.kernel = KERNEL_OF.get(entry.cls, entry.op)
+        self.pairs = [("kwargs", "shape"), *([HAZARD_PAIR] if self.draws_hazards else [])]
+        if entry.cls.startswith("BatchNorm"):
+            paths = ["train", "eval"]
+        else:
+            paths = ["reduced", "unreduced"] if entry.target is not None else ["plain"]
+        self.domains = {"hazard": list(hazards.KINDS), "path": paths} if self.draws_hazards else {}
+
+    def path(self, case: dict[str, Any]) -> str:
+        """The code path a case takes: BatchNorm's mode, a loss's reduction, else the one path."""
+        if self.entry.cls.startswith("BatchNorm"):
+            return "train" if case["training"] else "eval"
+        if self.entry.target is not None:
+            return "unreduced" if case["kwargs"].get("reduction", "mean") == "none" else "reduced"
+        return "plain"
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         @st.composite
@@ -55,12 +81,19 @@ class ModuleSpec(Spec):
 
         return cases()
 
+    def cases(self) -> st.SearchStrategy[dict[str, Any]]:
+        """``Spec.cases()`` with the hazard axis: a path's cases cycle through the hazards."""
+        drawn = super().cases()
+        return drawn.map(hazards.drawer(self.kernel, self.path)) if self.draws_hazards else drawn
+
     def features(self, case: dict[str, Any]) -> dict[str, Any]:
         f = {f"{k}": _lbl(v) for k, v in case["kwargs"].items()}
         f["shape"] = _lbl(case["shape"])
         f["kwargs"] = ",".join(sorted(case["kwargs"]))
         f["training"] = case["training"]
         f["memory"] = layouts.layout_of(case)
+        if self.draws_hazards:
+            f["hazard"], f["path"] = hazards.hazard_of(case), self.path(case)
         return f
 
     def size(self, case: dict[str, Any]) -> int:
@@ -134,7 +167,8 @@ class ModuleSpec(Spec):
             return
         if e.init_ctor is not None and rec.once(("init", impl)):
             self._check_init(rcls, tcls, impl, rec)
-        self._check_numbers(case, kw, rm, tm, dt, impl, rec)
+        with np.errstate(invalid="ignore"):  # the suite's own sums and bounds on a hazard case's inf and nan
+            self._check_numbers(case, kw, rm, tm, dt, impl, rec)
 
     def _check_signature(self, rcls: Any, tcls: Any, impl: str, rec: core.Recorder) -> None:
         tsig = inspect.signature(tcls)
@@ -210,7 +244,7 @@ class ModuleSpec(Spec):
             out["target"] = make_normal(rng, shape)
         elif e.target == "probs":
             out["target"] = rng.uniform(0, 1, shape)
-        return out
+        return hazards.apply(self.kernel, case, out) if self.draws_hazards else out
 
     def _check_numbers(
         self, case: dict[str, Any], kw: dict[str, Any], rm: Any, tm: Any, dt: np.dtype, impl: str, rec: core.Recorder
@@ -251,6 +285,8 @@ class ModuleSpec(Spec):
             kwd = {**case["kwargs"], "__dtype": dt}
             extra = e.terms(tm64, kwd, t, {k: t[k] for k in params}, torch.from_numpy(np.asarray(g)))
             for name, terms in extra.items():
+                if hazards.hazard_of(case) != "none":  # 0 * inf: a term a zero weight multiplies is 0
+                    terms = np.nan_to_num(np.asarray(terms, dtype=np.float64), nan=0.0)
                 target = ref.forward if name == "forward" else ref.grads.get(name)
                 if target is not None:
                     target.S = np.asarray(target.S) + terms
@@ -296,7 +332,11 @@ class ModuleSpec(Spec):
         else:
             rec.ok(impl, "caller_arrays")
         exp = ref.grads["x"]
-        rec.compare(impl, "grad_input", gx, exp.value, exp.n, exp.S, f"module grad of x{after_write}")
+        why = hazards.undefined(self.kernel, case, "grad_input")
+        if why:
+            rec.not_applicable(impl, "grad_input", why)
+        else:
+            rec.compare(impl, "grad_input", gx, exp.value, exp.n, exp.S, f"module grad of x{after_write}")
         for name, p in rm.named_parameters():
             pexp = ref.grads.get(name)
             if pexp is not None:
@@ -362,6 +402,7 @@ class SequentialSpec(ModuleSpec):
     on |inputs|, so the Higham bound with S = net(|x|, |W|) and n = net(ones) holds."""
 
     layouts = False  # its own check: C-ordered arrays only
+    draws_hazards = False  # and ordinary values (its kernels' and modules' cases carry the hazards)
 
     def __init__(self) -> None:
         super().__init__(Entry("Sequential", None))
