@@ -202,7 +202,7 @@ def geometry(image: tuple[int, ...], weight: np.ndarray, out_hw: tuple[int, ...]
                     groups, out_hw[0], out_hw[1], wide_ok, weight.dtype.itemsize)  # fmt: skip
 
 
-def _offsets(geo: Geometry, chunk: int) -> tuple[dict[tuple[int, int], int], tuple[int, ...], tuple[int, ...]]:
+def _offsets(geo: Geometry) -> tuple[dict[tuple[int, int], int], tuple[int, ...], tuple[int, ...]]:
     """Where each kernel offset's view starts in a channel's block of the phase buffer, and
     the views' grid shape and element strides."""
     sH, sW = geo.stride
@@ -222,8 +222,8 @@ def _offsets(geo: Geometry, chunk: int) -> tuple[dict[tuple[int, int], int], tup
     return starts, (geo.chunk, geo.H_out, geo.W_out), (geo.Pq, R, 1)
 
 
-# Computed once per geometry and chunk size. (Wrapped here rather than decorated: mutmut does
-# not mutate decorated functions.)
+# Computed once per geometry, its chunk size included. (Wrapped here rather than decorated:
+# mutmut does not mutate decorated functions.)
 _offsets_once = functools.lru_cache(maxsize=256)(_offsets)
 
 
@@ -241,7 +241,7 @@ class Phases:
         self.geo = geo
         self.buf = scratch(role, (geo.C, *geo.stride, geo.Hq, geo.Rq), dtype)
         self.buf[...] = 0
-        self.starts, self.grid_shape, grid_steps = _offsets_once(geo, geo.chunk)
+        self.starts, self.grid_shape, grid_steps = _offsets_once(geo)
         item = self.buf.itemsize
         self.grid_strides = tuple(step * item for step in grid_steps)
         self.whole: np.ndarray | None = None
