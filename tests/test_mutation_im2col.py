@@ -3,7 +3,8 @@ buffers held is given back; a thread with nothing to release is fine), and how m
 chunk holds. Mutation testing (tox -e mutation) found that no test checked the release frees
 anything (a release that popped the wrong key passed every test), nor that a chunk holds a
 single image when one image's buffers fill the budget (at least two passed: chunking changes
-memory, never values)."""
+memory, never values), nor the stride-phase buffer's height (a spare row too many), the single
+view at stride 1, or when the wide layout applies: each changes memory or speed, never values."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from refcnn import kernels
-from refcnn.kernels._im2col import CHUNK_BYTES, images_per_chunk, scratch
+from refcnn.kernels._im2col import CHUNK_BYTES, Phases, geometry, images_per_chunk, scratch
 from refcnn.kernels.conv import release_workspace
 
 
@@ -104,3 +105,59 @@ def test_release_workspace_is_per_thread():
 def test_images_per_chunk(N, image_bytes, im2col_bytes, want):
     got = images_per_chunk(N, image_bytes, im2col_bytes)
     assert got == want, f"images_per_chunk({N}, {image_bytes}, {im2col_bytes}) = {got}, want {want}"
+
+
+# ---- the stride-phase buffer: as large as its derivation says, one view at stride 1 -----------
+# (image, weight shape, stride, padding, dilation, groups); pH >= sH somewhere, where a buffer
+# one phase row too tall would otherwise go unseen: it changes memory, never values
+GEOMETRIES = {
+    "stride-2x1-pad-2x1": ((2, 3, 9, 7), (4, 3, 3, 5), (2, 1), (2, 1), (1, 1), 1),
+    "stride-1-pad-1x2": ((1, 2, 8, 11), (2, 2, 3, 3), (1, 1), (1, 2), (1, 1), 1),
+    "stride-3x2-pad-4x0-dilated-grouped": ((3, 2, 10, 6), (2, 1, 2, 3), (3, 2), (4, 0), (1, 2), 2),
+    "stride-1-dilated-grouped": ((2, 4, 7, 12), (6, 2, 2, 3), (1, 1), (3, 1), (2, 1), 2),
+}
+
+
+def _geometry(image, wshape, stride, padding, dilation, groups):
+    (H, W), (kH, kW) = image[2:], wshape[2:]
+    out_hw = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                   for n, p, d, k, s in zip((H, W), padding, dilation, (kH, kW), stride, strict=True))  # fmt: skip
+    return geometry(image, np.zeros(wshape), out_hw, stride, padding, dilation, groups)
+
+
+@pytest.mark.parametrize("case", GEOMETRIES.values(), ids=GEOMETRIES.keys())
+def test_a_phase_holds_the_padded_rows_and_one_spare_row(case):
+    (_, C, H, _), _, (sH, sW), (pH, _), _, _ = case
+    geo = _geometry(*case)
+    padded = H + 2 * pH
+    assert sH * (geo.Hq - 1) >= padded, f"Hq = {geo.Hq} phase rows of stride {sH} miss padded rows ({padded})"
+    assert sH * (geo.Hq - 2) < padded, f"Hq = {geo.Hq}: more than one spare phase row past {padded} padded rows"
+    buf = Phases("test-phases", geo, np.dtype(np.float64)).buf
+    assert buf.shape == (C, sH, sW, geo.Hq, geo.Rq)
+    release_workspace()
+
+
+@pytest.mark.parametrize("case", GEOMETRIES.values(), ids=GEOMETRIES.keys())
+def test_stride_1_reads_every_kernel_offset_through_one_view(case):
+    # im2col is one copy for the whole chunk at stride 1: each offset's view is a slice of it
+    phases = Phases("test-phases", _geometry(*case), np.dtype(np.float64))
+    if case[2] == (1, 1):
+        assert phases.whole is not None, "stride 1 without the single view: one copy per kernel offset"
+        assert all(v.base is phases.whole or np.shares_memory(v, phases.whole) for v in phases.views.values())
+    else:
+        assert phases.whole is None
+    release_workspace()
+
+
+@pytest.mark.parametrize(
+    ("W", "kW", "finite", "wide"),
+    [(4, 3, True, True), (3, 3, True, False), (9, 3, True, True), (9, 3, False, False)],
+    ids=["extra-equal-to-real-columns", "extra-past-real-columns", "few-extra-columns", "inf-meets-extra-columns"],
+)
+def test_the_wide_layout_is_used_while_its_extra_columns_are_at_most_the_real_ones(W, kW, finite, wide):
+    # stride 1, no padding: a phase row is the image row (Pq = W), the output row W - kW + 1 long;
+    # the wide layout's extra zero columns meet the arrays given last, so an inf among them rules it out
+    times = np.array([1.0, np.inf if not finite else 2.0])
+    geo = geometry((2, 3, 5, W), np.zeros((4, 3, 2, kW)), (4, W - kW + 1), (1, 1), (0, 0), (1, 1), 1, times)
+    assert (geo.Pq, geo.W_out) == (W, W - kW + 1)
+    assert geo.wide == wide, f"Pq = {geo.Pq}, W_out = {geo.W_out}, finite = {finite}: wide is {geo.wide}"
