@@ -161,3 +161,23 @@ def test_the_wide_layout_is_used_while_its_extra_columns_are_at_most_the_real_on
     geo = geometry((2, 3, 5, W), np.zeros((4, 3, 2, kW)), (4, W - kW + 1), (1, 1), (0, 0), (1, 1), 1, times)
     assert (geo.Pq, geo.W_out) == (W, W - kW + 1)
     assert geo.wide == wide, f"Pq = {geo.Pq}, W_out = {geo.W_out}, finite = {finite}: wide is {geo.wide}"
+
+
+@pytest.mark.parametrize(
+    ("W", "kW", "stride", "wide"),
+    [(4, 3, (1, 1), True), (9, 3, (2, 1), True), (3, 3, (1, 1), False), (7, 6, (1, 3), False)],
+    ids=["wide-stride-1", "wide-stride-2x1", "narrow-stride-1", "narrow-stride-1x3"],
+)
+def test_image_bytes_is_what_one_images_buffers_take(W, kW, stride, wide):
+    # the chunk size rests on image_bytes: one image's columns, product rows and two phase
+    # buffers (no right padding, so a chunk of one image has no columns past its own)
+    (sH, sW), H, kH = stride, 7, 2
+    out_hw = ((H - kH) // sH + 1, (W - kW) // sW + 1)
+    geo = geometry((1, 3, H, W), np.zeros((4, 3, kH, kW)), out_hw, stride, (0, 0), (1, 1), 1)
+    assert (geo.chunk, geo.wide) == (1, wide)
+    phases = Phases("test-phases", geo, np.dtype(np.float64))
+    cols = phases.im2col(1)
+    rows = geo.to_rows(np.zeros((1, 4, *out_hw)))
+    taken = cols.nbytes + rows.nbytes + 2 * phases.buf.nbytes
+    release_workspace()
+    assert geo.image_bytes == taken, f"wide={geo.wide}: image_bytes {geo.image_bytes}, the buffers take {taken}"
