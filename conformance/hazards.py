@@ -61,6 +61,14 @@ def drawer(op: str, path: Callable[[dict[str, Any]], str] | None = None) -> Call
     return add
 
 
+def bound_terms(terms: Any, hazard: str) -> np.ndarray:
+    """A bound's extra magnitude terms on a case with ``hazard``: a nan term is 0 * inf (a -inf
+    logit's term weighted by a zero probability), which adds nothing; elsewhere as they are."""
+    if hazard == "none":
+        return np.asarray(terms)
+    return np.nan_to_num(np.asarray(terms, dtype=np.float64), nan=0.0)
+
+
 def hazard_of(case: dict[str, Any]) -> str:
     """The case's hazard (its ``hazard`` key; a pinned example without one: none)."""
     return str(case.get("hazard", "none"))

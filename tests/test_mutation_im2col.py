@@ -4,7 +4,8 @@ chunk holds. Mutation testing (tox -e mutation) found that no test checked the r
 anything (a release that popped the wrong key passed every test), nor that a chunk holds a
 single image when one image's buffers fill the budget (at least two passed: chunking changes
 memory, never values), nor the stride-phase buffer's height (a spare row too many), the single
-view at stride 1, or when the wide layout applies: each changes memory or speed, never values."""
+view at stride 1, when the wide layout applies, or what one image's buffers take: each changes
+memory or speed, never values."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from refcnn import kernels
 from refcnn.kernels._im2col import CHUNK_BYTES, Phases, geometry, images_per_chunk, scratch
-from refcnn.kernels.conv import release_workspace
+from refcnn.kernels.conv import conv_output_size, release_workspace
 
 
 def test_release_workspace_drops_the_buffers_scratch_handed_out():
@@ -118,11 +119,16 @@ GEOMETRIES = {
 }
 
 
-def _geometry(image, wshape, stride, padding, dilation, groups):
-    (H, W), (kH, kW) = image[2:], wshape[2:]
-    out_hw = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                   for n, p, d, k, s in zip((H, W), padding, dilation, (kH, kW), stride, strict=True))  # fmt: skip
-    return geometry(image, np.zeros(wshape), out_hw, stride, padding, dilation, groups)
+def _geometry(image, wshape, stride, padding=(0, 0), dilation=(1, 1), groups=1, *zero_times):
+    sizes = zip(image[2:], wshape[2:], stride, padding, dilation, strict=True)
+    out_hw = tuple(conv_output_size(*axis) for axis in sizes)
+    return geometry(image, np.zeros(wshape), out_hw, stride, padding, dilation, groups, *zero_times)
+
+
+@pytest.fixture(autouse=True)
+def _no_scratch_left():
+    yield
+    release_workspace()  # the buffers Phases took for these tests
 
 
 @pytest.mark.parametrize("case", GEOMETRIES.values(), ids=GEOMETRIES.keys())
@@ -134,7 +140,6 @@ def test_a_phase_holds_the_padded_rows_and_one_spare_row(case):
     assert sH * (geo.Hq - 2) < padded, f"Hq = {geo.Hq}: more than one spare phase row past {padded} padded rows"
     buf = Phases("test-phases", geo, np.dtype(np.float64)).buf
     assert buf.shape == (C, sH, sW, geo.Hq, geo.Rq)
-    release_workspace()
 
 
 @pytest.mark.parametrize("case", GEOMETRIES.values(), ids=GEOMETRIES.keys())
@@ -146,7 +151,6 @@ def test_stride_1_reads_every_kernel_offset_through_one_view(case):
         assert all(v.base is phases.whole or np.shares_memory(v, phases.whole) for v in phases.views.values())
     else:
         assert phases.whole is None
-    release_workspace()
 
 
 @pytest.mark.parametrize(
@@ -158,7 +162,7 @@ def test_the_wide_layout_is_used_while_its_extra_columns_are_at_most_the_real_on
     # stride 1, no padding: a phase row is the image row (Pq = W), the output row W - kW + 1 long;
     # the wide layout's extra zero columns meet the arrays given last, so an inf among them rules it out
     times = np.array([1.0, np.inf if not finite else 2.0])
-    geo = geometry((2, 3, 5, W), np.zeros((4, 3, 2, kW)), (4, W - kW + 1), (1, 1), (0, 0), (1, 1), 1, times)
+    geo = _geometry((2, 3, 5, W), (4, 3, 2, kW), (1, 1), (0, 0), (1, 1), 1, times)
     assert (geo.Pq, geo.W_out) == (W, W - kW + 1)
     assert geo.wide == wide, f"Pq = {geo.Pq}, W_out = {geo.W_out}, finite = {finite}: wide is {geo.wide}"
 
@@ -171,13 +175,10 @@ def test_the_wide_layout_is_used_while_its_extra_columns_are_at_most_the_real_on
 def test_image_bytes_is_what_one_images_buffers_take(W, kW, stride, wide):
     # the chunk size rests on image_bytes: one image's columns, product rows and two phase
     # buffers (no right padding, so a chunk of one image has no columns past its own)
-    (sH, sW), H, kH = stride, 7, 2
-    out_hw = ((H - kH) // sH + 1, (W - kW) // sW + 1)
-    geo = geometry((1, 3, H, W), np.zeros((4, 3, kH, kW)), out_hw, stride, (0, 0), (1, 1), 1)
+    geo = _geometry((1, 3, 7, W), (4, 3, 2, kW), stride)
     assert (geo.chunk, geo.wide) == (1, wide)
     phases = Phases("test-phases", geo, np.dtype(np.float64))
     cols = phases.im2col(1)
-    rows = geo.to_rows(np.zeros((1, 4, *out_hw)))
+    rows = geo.to_rows(np.zeros((1, 4, geo.H_out, geo.W_out)))
     taken = cols.nbytes + rows.nbytes + 2 * phases.buf.nbytes
-    release_workspace()
     assert geo.image_bytes == taken, f"wide={geo.wide}: image_bytes {geo.image_bytes}, the buffers take {taken}"

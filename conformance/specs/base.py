@@ -270,8 +270,7 @@ class OpSpec(Spec):
             diff = []
         built.extra["dtype"] = dt
         for check_name, terms in self.extra_terms(built, upcast, g).items():
-            if built.extra.get("hazard"):  # 0 * inf: a -inf logit's term, weighted by a zero probability, is 0
-                terms = np.nan_to_num(np.asarray(terms, dtype=np.float64), nan=0.0)
+            terms = hazards.bound_terms(terms, built.extra.get("hazard", "none"))
             target = ref.forward if check_name == "forward" else ref.grads[check_name]
             target.S = np.asarray(target.S) + terms
         for impl, attempt in attempts.items():

@@ -285,8 +285,7 @@ class ModuleSpec(Spec):
             kwd = {**case["kwargs"], "__dtype": dt}
             extra = e.terms(tm64, kwd, t, {k: t[k] for k in params}, torch.from_numpy(np.asarray(g)))
             for name, terms in extra.items():
-                if hazards.hazard_of(case) != "none":  # 0 * inf: a term a zero weight multiplies is 0
-                    terms = np.nan_to_num(np.asarray(terms, dtype=np.float64), nan=0.0)
+                terms = hazards.bound_terms(terms, hazards.hazard_of(case))
                 target = ref.forward if name == "forward" else ref.grads.get(name)
                 if target is not None:
                     target.S = np.asarray(target.S) + terms
