@@ -281,6 +281,14 @@ def _offset_slices(
     return (Ellipsis, rows[0], cols[0]), (Ellipsis, rows[1], cols[1])
 
 
+def _has_negative_zero(x: np.ndarray) -> bool:
+    """Whether x holds a -0.0, in one pass: its bits, read as a signed integer of x's width,
+    are that integer type's minimum, below every other float's."""
+    width = np.int32 if x.dtype == np.float32 else np.int64
+    bits = x.view(width)
+    return bits.size > 0 and bits.min() == np.iinfo(width).min
+
+
 def max_pool2d_fast_forward(
     x: np.ndarray, *, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
 ) -> tuple[np.ndarray, FastMaxPoolCtx]:
@@ -345,9 +353,10 @@ def max_pool2d_fast_forward(
         for o in range(kH * kW):
             code[has_nan & np.isnan(at(o))] = o
     # np.maximum returns either of two equal zeros (+0.0 or -0.0, by the machine's SIMD
-    # instruction); PyTorch's is the window's first maximum, the one code points at
-    zero = np.nonzero(y == 0)
-    if zero[0].size:
+    # instruction); PyTorch's is the window's first maximum, the one code points at. Only an
+    # input holding a -0.0 can mix the two (a ReLU's output of real data holds none: no gather)
+    if _has_negative_zero(x):
+        zero = np.nonzero(y == 0)
         p, q = np.divmod(code[zero].astype(np.intp), kW)
         y[zero] = xp[zero[0], zero[1], zero[2] * sH + p * dH, zero[3] * sW + q * dW]
     # a padded window can hold no input element (dilation skipping over a small input): it
