@@ -73,8 +73,15 @@ def test_float32_short_run_stays_within_budget(model, optimizer, data):
 
 def test_without_the_dropout_replay_vgg_runs_differ(data, monkeypatch):
     """torch's own Dropout draws other masks: the run must then fail (the check can fail)."""
+    import torch
+
+    # torch's masks come from its global generator, whose state otherwise depends on what ran
+    # before in this process: one new user's tox drew masks whose loss was only 8e-4 apart
+    # (seeds 0-7 give 2e-2 to 7e-2); fork_rng leaves the generator as it was for later tests
     monkeypatch.setattr(parity.twin, "_replace_dropouts", lambda tmodel, box: 0)
-    r = parity.run(parity.RunConfig("vgg", "sgd", "float64", steps=2, batch_size=32), *data)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        r = parity.run(parity.RunConfig("vgg", "sgd", "float64", steps=2, batch_size=32), *data)
     assert not r["passed"] and r["max_rel_loss_diff"] > 1e-3
 
 
